@@ -1,1 +1,8 @@
-//! placeholder
+//! swarm-node: a peer-to-peer reinforcement-learning node for language models.
+//!
+//! The binary's subcommands are thin wrappers over this library so that tests and simulations drive
+//! exactly the code a volunteer runs.
+
+pub mod config;
+pub mod identity;
+pub mod logging;

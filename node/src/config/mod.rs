@@ -1,0 +1,331 @@
+//! The node's configuration: one TOML document, layered as defaults < file < `SWARM_*` environment <
+//! command-line flags, then validated as a whole so every error names the key and the accepted range.
+
+mod layers;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+pub use layers::{ENV_PREFIX, env_name};
+
+/// Everything a node reads from its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its identity, checkpoints and logs.
+    pub node: NodeSection,
+    /// Peer-to-peer networking.
+    pub net: NetSection,
+    /// The local HTTP API, metrics and dashboard.
+    pub http: HttpSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[node]`: identity, storage and compute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Directory for the identity key, checkpoints, metrics.jsonl and the rollout log.
+    pub data_dir: PathBuf,
+    /// Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
+    pub model: PathBuf,
+    /// Threads for tensor work; 0 uses every core.
+    pub threads: u32,
+    /// Seed for sampling and task selection; runs with equal seeds make equal choices.
+    pub seed: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            model: PathBuf::from("configs/models/tiny"),
+            threads: 0,
+            seed: 0,
+        }
+    }
+}
+
+/// `[net]`: which swarm to join and how to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    /// Network name: nodes only exchange rollouts with nodes of the same name.
+    pub network: String,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Multiaddrs of bootstrap nodes, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Local mode: discover peers by mDNS and exempt loopback from per-IP limits (LAN and simulations).
+    pub local: bool,
+    /// Maximum number of established connections.
+    pub max_connections: u32,
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        Self {
+            network: "swarm-dev".to_owned(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".to_owned(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".to_owned(),
+            ],
+            bootstrap: Vec::new(),
+            local: false,
+            max_connections: 64,
+        }
+    }
+}
+
+/// `[http]`: the local status API, Prometheus metrics and dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Socket address to serve on, or `off`. Binds loopback by default: the API is for the operator.
+    pub listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9180".to_owned(),
+        }
+    }
+}
+
+/// `[log]`: how the node reports what it does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `human` for terminals, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `swarm_net=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A value set on the command line for a dotted configuration key.
+#[derive(Debug, Clone)]
+pub struct FlagOverride {
+    /// Dotted key, e.g. `node.data_dir`.
+    pub key: &'static str,
+    /// The flag as the user typed it, for error messages.
+    pub flag: &'static str,
+    /// The value.
+    pub value: Value,
+}
+
+/// The result of loading: the configuration and warnings worth logging once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: NodeConfig,
+    /// Human-readable warnings (for example an unknown `SWARM_*` variable).
+    pub warnings: Vec<String>,
+}
+
+impl NodeConfig {
+    /// Builds the effective configuration from the layers and validates it.
+    ///
+    /// `flag_env_names` lists the environment variables that flags read on their own (such as
+    /// `SWARM_CONFIG`), so they are not reported as unknown configuration keys.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[FlagOverride],
+        flag_env_names: &[&str],
+    ) -> Result<Loaded> {
+        let mut table = Table::try_from(NodeConfig::default())
+            .context("internal: the default configuration does not serialize")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let overlay: Table = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            layers::merge(&mut table, overlay, &path.display().to_string(), "")?;
+        }
+        let unknown = layers::apply_env(&mut table, env, flag_env_names)?;
+        for flag in flags {
+            layers::set(&mut table, flag.key, flag.value.clone(), flag.flag)?;
+        }
+        let config = deserialize_sections(table)?;
+        config.validate()?;
+        let warnings = unknown
+            .into_iter()
+            .map(|name| {
+                format!(
+                    "environment variable {name} matches no configuration key and is ignored; \
+                     `swarm-node config show` lists the keys (variable names are SWARM_<SECTION>_<KEY>)"
+                )
+            })
+            .collect();
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Checks ranges and cross-field rules that types alone cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if self.net.network.is_empty()
+            || !self
+                .net
+                .network
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            bail!(
+                "`net.network` = {:?}: must be non-empty and use only ASCII letters, digits, '-', '_' and '.' \
+                 (it becomes part of the gossip topic)",
+                self.net.network
+            );
+        }
+        for (key, addrs) in [
+            ("net.listen", &self.net.listen),
+            ("net.bootstrap", &self.net.bootstrap),
+        ] {
+            for addr in addrs.iter() {
+                addr.parse::<libp2p::Multiaddr>().map_err(|err| {
+                    anyhow::anyhow!(
+                        "`{key}` entry {addr:?} is not a multiaddr ({err}); example: /ip4/127.0.0.1/tcp/4001"
+                    )
+                })?;
+            }
+        }
+        if !(1..=10_000).contains(&self.net.max_connections) {
+            bail!(
+                "`net.max_connections` = {}: must be between 1 and 10000",
+                self.net.max_connections
+            );
+        }
+        if self.http.listen != "off" {
+            self.http
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "`http.listen` = {:?}: must be a socket address such as 127.0.0.1:9180, or `off`",
+                        self.http.listen
+                    )
+                })?;
+        }
+        if self.node.threads > 1024 {
+            bail!(
+                "`node.threads` = {}: must be between 0 (all cores) and 1024",
+                self.node.threads
+            );
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|err| {
+            anyhow::anyhow!(
+                "`log.level` = {:?} is not a valid filter ({err}); examples: info, debug, swarm_net=debug,info",
+                self.log.level
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, as `swarm-node config show` prints it.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("internal: configuration does not serialize")
+    }
+}
+
+/// Deserializes section by section so a bad enum value or similar names its section.
+fn deserialize_sections(table: Table) -> Result<NodeConfig> {
+    let mut config = NodeConfig::default();
+    for (section, value) in table {
+        let context = || format!("invalid value in [{section}]");
+        match section.as_str() {
+            "node" => config.node = value.try_into().with_context(context)?,
+            "net" => config.net = value.try_into().with_context(context)?,
+            "http" => config.http = value.try_into().with_context(context)?,
+            "log" => config.log = value.try_into().with_context(context)?,
+            other => bail!("internal: section [{other}] has no field"),
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(file: &str, env: &[(&str, &str)], flags: &[FlagOverride]) -> Result<Loaded> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, file).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        NodeConfig::load(Some(&path), env, flags, &["SWARM_CONFIG"])
+    }
+
+    #[test]
+    fn defaults_round_trip_through_show() {
+        let shown = NodeConfig::default().to_toml().unwrap();
+        let loaded = load_str(&shown, &[], &[]).unwrap();
+        assert_eq!(loaded.config, NodeConfig::default());
+    }
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let file = "[node]\nseed = 1\nthreads = 1\n[net]\nnetwork = \"from-file\"\n";
+        let flag = FlagOverride {
+            key: "node.seed",
+            flag: "--seed",
+            value: Value::Integer(3),
+        };
+        let loaded = load_str(
+            file,
+            &[("SWARM_NODE_SEED", "2"), ("SWARM_NODE_THREADS", "2")],
+            &[flag],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.node.seed, 3, "flag beats env");
+        assert_eq!(loaded.config.node.threads, 2, "env beats file");
+        assert_eq!(loaded.config.net.network, "from-file", "file beats default");
+        assert_eq!(loaded.config.http, HttpSection::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_range() {
+        let cases = [
+            ("[net]\nnetwork = \"a b\"\n", "`net.network`"),
+            ("[net]\nbootstrap = [\"not-an-addr\"]\n", "`net.bootstrap`"),
+            ("[net]\nmax_connections = 0\n", "`net.max_connections`"),
+            ("[http]\nlisten = \"localhost\"\n", "`http.listen`"),
+            ("[log]\nformat = \"xml\"\n", "[log]"),
+            ("[log]\nlevel = \"info,=[\"\n", "`log.level`"),
+            ("[node]\nthreads = -1\n", "[node]"),
+            ("[nodes]\nseed = 1\n", "`nodes`"),
+        ];
+        for (file, expected) in cases {
+            let err = format!("{:#}", load_str(file, &[], &[]).unwrap_err());
+            assert!(err.contains(expected), "{file:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_environment_variables_become_warnings() {
+        let loaded = load_str("", &[("SWARM_NODE_SEDE", "1"), ("SWARM_CONFIG", "x")], &[]).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("SWARM_NODE_SEDE"));
+    }
+}

@@ -1,0 +1,104 @@
+//! The binary as a user runs it: exit codes, output and error messages of `identity` and `config`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the binary with a clean `SWARM_*` environment so the caller's shell cannot change the outcome.
+fn command(args: &[&str], cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
+    command.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SWARM_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+fn swarm_node(args: &[&str], cwd: &Path) -> Output {
+    command(args, cwd)
+        .output()
+        .expect("the swarm-node binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn identity_is_created_once_and_then_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = swarm_node(&["identity", "--data-dir", "node-a"], dir.path());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = swarm_node(&["identity", "--data-dir", "node-a"], dir.path());
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(text(&first.stdout), text(&second.stdout));
+    assert!(text(&first.stdout).contains("peer id:    12D3KooW"));
+
+    let key = dir.path().join("node-a/identity.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = swarm_node(&["identity", "--data-dir", "node-a"], dir.path());
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("chmod 600"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let original = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&key, &original[..20]).unwrap();
+    let damaged = swarm_node(&["identity", "--data-dir", "node-a"], dir.path());
+    assert_eq!(damaged.status.code(), Some(1));
+    assert!(
+        text(&damaged.stderr).contains("damaged"),
+        "{}",
+        text(&damaged.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        &original[..20],
+        "the file is kept for the operator"
+    );
+}
+
+#[test]
+fn config_show_prints_the_effective_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("node.toml"), "[net]\nnetwork = \"lab\"\n").unwrap();
+    let out = command(
+        &[
+            "config",
+            "show",
+            "--config",
+            "node.toml",
+            "--data-dir",
+            "elsewhere",
+        ],
+        dir.path(),
+    )
+    .env("SWARM_NODE_SEED", "42")
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: toml::Table = toml::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(shown["net"]["network"].as_str(), Some("lab"));
+    assert_eq!(shown["node"]["seed"].as_integer(), Some(42));
+    assert_eq!(shown["node"]["data_dir"].as_str(), Some("elsewhere"));
+}
+
+#[test]
+fn bad_config_is_a_clear_error_and_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("node.toml"), "[net]\nmax_conections = 5\n").unwrap();
+    let out = swarm_node(&["config", "show", "--config", "node.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`net.max_conections`") && stderr.contains("max_connections"),
+        "{stderr}"
+    );
+
+    let missing = swarm_node(&["config", "show", "--config", "absent.toml"], dir.path());
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("absent.toml"));
+}
