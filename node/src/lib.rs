@@ -4,5 +4,7 @@
 //! exactly the code a volunteer runs.
 
 pub mod config;
+pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod status;

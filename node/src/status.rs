@@ -1,0 +1,140 @@
+//! The live state a node shows to its operator: written by the learner and network tasks, read by the
+//! HTTP API, the dashboard and `swarm-node status`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// How many per-round records the board keeps for `/api/history` and the dashboard.
+pub const HISTORY_CAPACITY: usize = 2048;
+
+/// A point-in-time view of the node, as `/api/status` serves it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// ed25519 public key (hex) that signs this node's bundles.
+    pub public_key: String,
+    /// Network name.
+    pub network: String,
+    /// `learner` or `bootstrap`.
+    pub role: String,
+    /// Model directory or name; empty for a bootstrap node.
+    pub model: String,
+    /// Optimizer steps taken by the local policy.
+    pub policy_version: u64,
+    /// Learner rounds completed.
+    pub round: u64,
+    /// Connected peers now.
+    pub peers: usize,
+    /// Bundles this node published.
+    pub bundles_published: u64,
+    /// External bundles accepted from the network.
+    pub bundles_accepted: u64,
+    /// Mean reward of the last round's own completions.
+    pub last_reward: Option<f64>,
+    /// Sampling throughput of the last round, tokens per second.
+    pub tokens_per_second: Option<f64>,
+    /// Gossip validation outcomes: `accept`, `ignore.<reason>`, `reject.<reason>`.
+    pub validation: BTreeMap<String, u64>,
+    /// Listen addresses, as multiaddrs.
+    pub listen_addrs: Vec<String>,
+    /// Seconds since the node started (filled in when served).
+    pub uptime_seconds: u64,
+    /// Wall-clock start time, milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+/// Shared, thread-safe holder of the status and the recent per-round history.
+#[derive(Debug)]
+pub struct StatusBoard {
+    status: RwLock<NodeStatus>,
+    history: Mutex<VecDeque<serde_json::Value>>,
+    started: Instant,
+}
+
+impl StatusBoard {
+    /// A board for a node starting now.
+    pub fn new(initial: NodeStatus) -> Self {
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            status: RwLock::new(NodeStatus {
+                started_at_ms,
+                ..initial
+            }),
+            history: Mutex::new(VecDeque::new()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Applies a change to the status.
+    pub fn update(&self, change: impl FnOnce(&mut NodeStatus)) {
+        // A panic while holding the lock poisons it; the status is plain data, so keep serving it.
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        change(&mut status);
+    }
+
+    /// The status with its uptime filled in.
+    pub fn snapshot(&self) -> NodeStatus {
+        let mut status = self
+            .status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        status.uptime_seconds = self.started.elapsed().as_secs();
+        status
+    }
+
+    /// Appends one per-round record, dropping the oldest past [`HISTORY_CAPACITY`].
+    pub fn push_history(&self, record: serde_json::Value) {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if history.len() == HISTORY_CAPACITY {
+            history.pop_front();
+        }
+        history.push_back(record);
+    }
+
+    /// The most recent `limit` records, oldest first.
+    pub fn history(&self, limit: usize) -> Vec<serde_json::Value> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = history.len().saturating_sub(limit);
+        history.iter().skip(skip).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_keeps_the_newest() {
+        let board = StatusBoard::new(NodeStatus::default());
+        for round in 0..HISTORY_CAPACITY + 10 {
+            board.push_history(serde_json::json!({ "round": round }));
+        }
+        let all = board.history(usize::MAX);
+        assert_eq!(all.len(), HISTORY_CAPACITY);
+        assert_eq!(all[0]["round"], 10);
+        let last_two = board.history(2);
+        assert_eq!(last_two[1]["round"], HISTORY_CAPACITY + 9);
+    }
+
+    #[test]
+    fn updates_are_visible_in_snapshots() {
+        let board = StatusBoard::new(NodeStatus::default());
+        board.update(|s| {
+            s.round = 3;
+            *s.validation
+                .entry("reject.bad_signature".into())
+                .or_default() += 2;
+        });
+        let snapshot = board.snapshot();
+        assert_eq!(snapshot.round, 3);
+        assert_eq!(snapshot.validation["reject.bad_signature"], 2);
+        assert!(snapshot.started_at_ms > 0);
+    }
+}
