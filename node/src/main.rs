@@ -38,6 +38,15 @@ struct CommonArgs {
 enum Command {
     /// Create or show this node's identity: its public key and libp2p peer id.
     Identity,
+    /// Print the status of a running node, read from its HTTP API.
+    Status {
+        /// The node's API address [default: config http.listen].
+        #[arg(long, env = "SWARM_STATUS_API")]
+        api: Option<std::net::SocketAddr>,
+        /// Print the raw JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -52,7 +61,7 @@ enum ConfigAction {
 }
 
 /// Environment variables read by flags directly rather than through configuration keys.
-const FLAG_ONLY_ENV: &[&str] = &["SWARM_CONFIG"];
+const FLAG_ONLY_ENV: &[&str] = &["SWARM_CONFIG", "SWARM_STATUS_API"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -109,6 +118,33 @@ fn run(cli: Cli) -> Result<()> {
             println!("public key: {}", identity.public_key_hex());
             println!("peer id:    {}", identity.peer_id());
             println!("key file:   {}", identity.path().display());
+        }
+        Command::Status { api, json } => {
+            let addr = match api {
+                Some(addr) => addr,
+                None => config.http.listen.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "`http.listen` is `{}`; pass the node's API address with --api ADDR",
+                        config.http.listen
+                    )
+                })?,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let status = runtime.block_on(swarm_node::http::get_json(
+                addr,
+                "/api/status",
+                std::time::Duration::from_secs(10),
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!(
+                    "{}",
+                    swarm_node::status::render_text(&serde_json::from_value(status)?)
+                );
+            }
         }
         Command::Config {
             action: ConfigAction::Show,

@@ -106,6 +106,48 @@ impl StatusBoard {
     }
 }
 
+/// The status as a short terminal report, as `swarm-node status` prints it.
+pub fn render_text(status: &NodeStatus) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let optional = |value: Option<f64>, digits: usize| {
+        value.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    let _ = writeln!(out, "peer id         {}", status.peer_id);
+    let _ = writeln!(out, "network         {} ({})", status.network, status.role);
+    if !status.model.is_empty() {
+        let _ = writeln!(out, "model           {}", status.model);
+    }
+    let _ = writeln!(out, "uptime          {} s", status.uptime_seconds);
+    let _ = writeln!(
+        out,
+        "round           {} (policy version {})",
+        status.round, status.policy_version
+    );
+    let _ = writeln!(out, "peers           {}", status.peers);
+    let _ = writeln!(
+        out,
+        "bundles         {} published, {} accepted",
+        status.bundles_published, status.bundles_accepted
+    );
+    let _ = writeln!(out, "last reward     {}", optional(status.last_reward, 3));
+    let _ = writeln!(
+        out,
+        "tokens/s        {}",
+        optional(status.tokens_per_second, 1)
+    );
+    for addr in &status.listen_addrs {
+        let _ = writeln!(out, "listening on    {addr}");
+    }
+    if !status.validation.is_empty() {
+        let _ = writeln!(out, "gossip validation:");
+        for (reason, count) in &status.validation {
+            let _ = writeln!(out, "  {reason:<32} {count}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +178,8 @@ mod tests {
         assert_eq!(snapshot.round, 3);
         assert_eq!(snapshot.validation["reject.bad_signature"], 2);
         assert!(snapshot.started_at_ms > 0);
+        let text = render_text(&snapshot);
+        assert!(text.contains("round           3"), "{text}");
+        assert!(text.contains("reject.bad_signature"), "{text}");
     }
 }

@@ -5,6 +5,7 @@
 //! hold: a cap on concurrent connections, a deadline for request headers, a small header buffer and a
 //! lifetime limit per connection.
 
+mod client;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+pub use client::get_json;
 pub use metrics::register_status_metrics;
 
 use crate::status::StatusBoard;

@@ -190,3 +190,25 @@ async fn hostile_requests_do_not_disturb_the_server() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_reads_status_and_reports_unreachable_nodes() {
+    let (server, _board) = start().await;
+    let status = get_json(server.local_addr(), "/api/status", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(status["round"], 7);
+    let missing = get_json(server.local_addr(), "/nope", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("404"), "{missing}");
+    let addr = server.local_addr();
+    server.shutdown().await;
+    let err = get_json(addr, "/api/status", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("is the node running"),
+        "{err:#}"
+    );
+}
