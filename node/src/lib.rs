@@ -7,4 +7,5 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod sim;
 pub mod status;

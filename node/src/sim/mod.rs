@@ -1,0 +1,3 @@
+//! In-process multi-node simulations and their reports.
+
+pub mod plot;
