@@ -1,0 +1,54 @@
+//! Signing, verification and the envelope codec on hand-built bundles.
+
+mod common;
+
+use common::*;
+use swarm_protocol::{
+    MessageId, RolloutBundle, SignError, SignedEnvelope, Validation, message_id, sign_bundle,
+};
+
+#[test]
+fn signed_bundle_validates_and_round_trips() {
+    let key = key(1);
+    let bundle = bundle(&key);
+    let envelope = sign_bundle(&bundle, &key).unwrap();
+    envelope.verify().unwrap();
+    let bytes = envelope.to_bytes();
+    assert_eq!(SignedEnvelope::from_bytes(&bytes).unwrap(), envelope);
+    assert_eq!(
+        RolloutBundle::from_bytes(&envelope.payload).unwrap(),
+        bundle
+    );
+    match validate_default(&bytes) {
+        Validation::Accept(accepted) => {
+            assert_eq!(accepted.bundle, bundle);
+            assert_eq!(accepted.signer, key.verifying_key().to_bytes());
+            assert_eq!(accepted.message_id, message_id(&envelope.payload));
+            assert_eq!(
+                MessageId::of_envelope_bytes(&bytes),
+                Some(accepted.message_id)
+            );
+        }
+        other => panic!("expected accept, got {other:?}"),
+    }
+}
+
+#[test]
+fn signing_someone_elses_bundle_is_refused() {
+    let bundle = bundle(&key(1));
+    let err = sign_bundle(&bundle, &key(2)).unwrap_err();
+    assert!(matches!(err, SignError::AuthorMismatch { .. }), "{err}");
+}
+
+#[test]
+fn envelope_framing_matches_bincode_derive() {
+    let key = key(3);
+    let envelope = sign_bundle(&bundle(&key), &key).unwrap();
+    let config = bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding();
+    assert_eq!(
+        envelope.to_bytes(),
+        bincode::encode_to_vec(&envelope, config).unwrap()
+    );
+}
