@@ -76,6 +76,12 @@ pub trait ValidationHooks {
     /// Regenerates the question `task` names and compares it with `prompt`. For
     /// [`TaskRef::Unlabeled`] the prompt hash was already checked, so `Match` is the usual answer.
     fn check_task(&self, task: &TaskRef, prompt: &str) -> TaskCheck;
+
+    /// Whether `author` has used up its publishing quota. Asked only after the signature proved the
+    /// author, so a forger cannot spend someone else's quota; the caller charges the quota when it
+    /// records an accepted message. (Per-peer quotas on forwarders belong to the network layer, which
+    /// reports them as [`IgnoreReason::OverQuota`] too.)
+    fn author_over_quota(&self, author: &PublicKeyBytes) -> bool;
 }
 
 /// Everything [`validate`] needs beyond the message bytes.
@@ -94,7 +100,8 @@ pub struct ValidationContext<'a> {
 
 /// Validates one untrusted message, cheapest and most damning checks first: size, framing, version,
 /// signature (before the payload is decoded), payload decoding, author, network, limits and structure,
-/// then the staleness window, duplicates, and finally the task check (which may regenerate a prompt).
+/// then the staleness window, duplicates, the author's quota, and finally the task check (which may
+/// regenerate a prompt).
 pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Validation {
     match validate_inner(bytes, ctx) {
         Ok(bundle) => Validation::Accept(bundle),
@@ -154,6 +161,9 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
         .is_duplicate(&message_id, &bundle.author, bundle.sequence)
     {
         return Err(Outcome::Ignore(IgnoreReason::Duplicate));
+    }
+    if ctx.hooks.author_over_quota(&bundle.author) {
+        return Err(Outcome::Ignore(IgnoreReason::OverQuota));
     }
     match ctx.hooks.check_task(&bundle.task, &bundle.prompt) {
         TaskCheck::Match => {}
