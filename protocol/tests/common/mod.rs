@@ -1,6 +1,8 @@
 //! Builders shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod strategies;
+
 use swarm_protocol::{
     Completion, Limits, MessageId, PolicyInfo, PublicKeyBytes, RolloutBundle, SamplingParams,
     SigningKey, StalenessWindow, TaskCheck, TaskRef, Validation, ValidationContext,
