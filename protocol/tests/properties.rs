@@ -122,19 +122,6 @@ proptest! {
     }
 
     #[test]
-    fn any_single_byte_corruption_is_rejected(
-        bundle in valid_bundle(key(5)),
-        position in any::<prop::sample::Index>(),
-        flip in 1u8..=255,
-    ) {
-        let mut bytes = signed_bytes(&bundle, &key(5));
-        let position = position.index(bytes.len());
-        bytes[position] ^= flip;
-        let outcome = validate_default(&bytes);
-        prop_assert!(matches!(outcome, Validation::Reject(_)), "byte {} ^ {:#04x}: {:?}", position, flip, outcome);
-    }
-
-    #[test]
     fn truncated_or_extended_envelopes_are_rejected(
         bundle in valid_bundle(key(6)),
         cut in any::<prop::sample::Index>(),
@@ -156,5 +143,23 @@ proptest! {
         let bytes = envelope.to_bytes();
         prop_assert_eq!(SignedEnvelope::from_bytes(&bytes).unwrap(), envelope.clone());
         prop_assert!(envelope.verify().is_ok());
+    }
+}
+
+proptest! {
+    // Many cases: this is the property that keeps forged or damaged messages out of training.
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn any_single_byte_corruption_is_rejected(
+        bundle in valid_bundle(key(5)),
+        position in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let mut bytes = signed_bytes(&bundle, &key(5));
+        let position = position.index(bytes.len());
+        bytes[position] ^= flip;
+        let outcome = validate_default(&bytes);
+        prop_assert!(matches!(outcome, Validation::Reject(_)), "byte {} ^ {:#04x}: {:?}", position, flip, outcome);
     }
 }
