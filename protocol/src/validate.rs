@@ -1,8 +1,7 @@
 //! Model-free validation of untrusted envelopes: the single entry point the network layer calls for
 //! every gossip message.
 
-use crate::PROTOCOL_VERSION;
-use crate::codec::{CodecError, peek_version};
+use crate::codec::CodecError;
 use crate::ids::{MessageId, prompt_hash};
 use crate::limits::{LimitKind, Limits};
 use crate::reason::{IgnoreReason, RejectReason};
@@ -125,13 +124,7 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
     if bytes.len() > ctx.limits.max_envelope_bytes {
         return Err(RejectReason::OverLimit(LimitKind::EnvelopeBytes).into());
     }
-    match peek_version(bytes) {
-        None => return Err(RejectReason::MalformedEnvelope.into()),
-        Some(version) if version != PROTOCOL_VERSION => {
-            return Err(RejectReason::UnsupportedVersion.into());
-        }
-        Some(_) => {}
-    }
+    // Decoding reads the version first, so other versions are reported as such, not as malformed.
     let envelope = SignedEnvelope::from_bytes(bytes).map_err(|err| match err {
         CodecError::UnsupportedVersion { .. } => RejectReason::UnsupportedVersion,
         CodecError::TooLarge { .. } => RejectReason::OverLimit(LimitKind::EnvelopeBytes),
