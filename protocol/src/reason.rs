@@ -135,8 +135,8 @@ pub enum IgnoreReason {
     UnknownTaskFamily,
     /// The dataset is not loaded on this node.
     UnknownDataset,
-    /// The author or forwarding peer is over its rate quota. Decided by the network layer, defined
-    /// here so every outcome is counted under one set of names.
+    /// The author (see [`crate::ValidationHooks::author_over_quota`]) or the forwarding peer (checked by
+    /// the network layer) is over its rate quota.
     OverQuota,
 }
 

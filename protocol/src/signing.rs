@@ -91,8 +91,9 @@ impl SignedEnvelope {
         }
     }
 
-    /// Verifies the signature against `signer`, with the strict rules of RFC 8032 plus rejection of
-    /// small-order keys and non-canonical encodings, so that no signature has a second valid form.
+    /// Verifies the signature against `signer` strictly: small-order keys and `R` values and
+    /// non-canonical `S` are refused (ed25519-dalek's `verify_strict`), so a message has no second valid
+    /// signature under the same key. See PROTOCOL.md section 4.
     pub fn verify(&self) -> Result<(), ed25519_dalek::SignatureError> {
         let key = VerifyingKey::from_bytes(&self.signer)?;
         let signature = Signature::from_bytes(&self.signature);

@@ -1,8 +1,7 @@
 //! Model-free validation of untrusted envelopes: the single entry point the network layer calls for
 //! every gossip message.
 
-use crate::PROTOCOL_VERSION;
-use crate::codec::{CodecError, peek_version};
+use crate::codec::CodecError;
 use crate::ids::{MessageId, prompt_hash};
 use crate::limits::{LimitKind, Limits};
 use crate::reason::{IgnoreReason, RejectReason};
@@ -76,6 +75,12 @@ pub trait ValidationHooks {
     /// Regenerates the question `task` names and compares it with `prompt`. For
     /// [`TaskRef::Unlabeled`] the prompt hash was already checked, so `Match` is the usual answer.
     fn check_task(&self, task: &TaskRef, prompt: &str) -> TaskCheck;
+
+    /// Whether `author` has used up its publishing quota. Asked only after the signature proved the
+    /// author, so a forger cannot spend someone else's quota; the caller charges the quota when it
+    /// records an accepted message. (Per-peer quotas on forwarders belong to the network layer, which
+    /// reports them as [`IgnoreReason::OverQuota`] too.)
+    fn author_over_quota(&self, author: &PublicKeyBytes) -> bool;
 }
 
 /// Everything [`validate`] needs beyond the message bytes.
@@ -94,7 +99,8 @@ pub struct ValidationContext<'a> {
 
 /// Validates one untrusted message, cheapest and most damning checks first: size, framing, version,
 /// signature (before the payload is decoded), payload decoding, author, network, limits and structure,
-/// then the staleness window, duplicates, and finally the task check (which may regenerate a prompt).
+/// then the staleness window, duplicates, the author's quota, and finally the task check (which may
+/// regenerate a prompt).
 pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Validation {
     match validate_inner(bytes, ctx) {
         Ok(bundle) => Validation::Accept(bundle),
@@ -118,13 +124,7 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
     if bytes.len() > ctx.limits.max_envelope_bytes {
         return Err(RejectReason::OverLimit(LimitKind::EnvelopeBytes).into());
     }
-    match peek_version(bytes) {
-        None => return Err(RejectReason::MalformedEnvelope.into()),
-        Some(version) if version != PROTOCOL_VERSION => {
-            return Err(RejectReason::UnsupportedVersion.into());
-        }
-        Some(_) => {}
-    }
+    // Decoding reads the version first, so other versions are reported as such, not as malformed.
     let envelope = SignedEnvelope::from_bytes(bytes).map_err(|err| match err {
         CodecError::UnsupportedVersion { .. } => RejectReason::UnsupportedVersion,
         CodecError::TooLarge { .. } => RejectReason::OverLimit(LimitKind::EnvelopeBytes),
@@ -154,6 +154,9 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
         .is_duplicate(&message_id, &bundle.author, bundle.sequence)
     {
         return Err(Outcome::Ignore(IgnoreReason::Duplicate));
+    }
+    if ctx.hooks.author_over_quota(&bundle.author) {
+        return Err(Outcome::Ignore(IgnoreReason::OverQuota));
     }
     match ctx.hooks.check_task(&bundle.task, &bundle.prompt) {
         TaskCheck::Match => {}

@@ -52,3 +52,22 @@ fn envelope_framing_matches_bincode_derive() {
         bincode::encode_to_vec(&envelope, config).unwrap()
     );
 }
+
+#[test]
+fn every_single_byte_corruption_of_one_envelope_is_rejected() {
+    // Exhaustive over position and value for one envelope; the property test covers other bundles.
+    let key = key(5);
+    let bytes = signed_bytes(&bundle(&key), &key);
+    let mut corrupted = bytes.clone();
+    for position in 0..bytes.len() {
+        for value in (0..=u8::MAX).filter(|&v| v != bytes[position]) {
+            corrupted[position] = value;
+            let outcome = validate_default(&corrupted);
+            assert!(
+                matches!(outcome, Validation::Reject(_)),
+                "byte {position} set to {value:#04x}: {outcome:?}"
+            );
+        }
+        corrupted[position] = bytes[position];
+    }
+}

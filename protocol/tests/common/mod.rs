@@ -1,6 +1,8 @@
 //! Builders shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod strategies;
+
 use swarm_protocol::{
     Completion, Limits, MessageId, PolicyInfo, PublicKeyBytes, RolloutBundle, SamplingParams,
     SigningKey, StalenessWindow, TaskCheck, TaskRef, Validation, ValidationContext,
@@ -66,6 +68,7 @@ pub fn bundle(key: &SigningKey) -> RolloutBundle {
 /// Hooks with fixed answers, so each test chooses the node state it needs.
 pub struct Hooks {
     pub duplicate: bool,
+    pub over_quota: bool,
     pub task: TaskCheck,
 }
 
@@ -73,6 +76,7 @@ impl Default for Hooks {
     fn default() -> Self {
         Hooks {
             duplicate: false,
+            over_quota: false,
             task: TaskCheck::Match,
         }
     }
@@ -84,6 +88,9 @@ impl ValidationHooks for Hooks {
     }
     fn check_task(&self, _task: &TaskRef, _prompt: &str) -> TaskCheck {
         self.task
+    }
+    fn author_over_quota(&self, _author: &PublicKeyBytes) -> bool {
+        self.over_quota
     }
 }
 
