@@ -47,10 +47,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Browse the task families: list them, or show sample questions with their answers.
+    Tasks {
+        #[command(subcommand)]
+        action: TasksAction,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TasksAction {
+    /// List the task families with their difficulty range.
+    List,
+    /// Print sample questions and answers of one family.
+    Show {
+        /// Family name, as printed by `tasks list`.
+        family: String,
+        /// Difficulty level (0 is the easiest).
+        #[arg(long, default_value_t = 0)]
+        difficulty: u32,
+        /// How many questions.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        n: u64,
+        /// Question stream seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -146,9 +174,48 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Tasks { action } => tasks_command(action)?,
         Command::Config {
             action: ConfigAction::Show,
         } => print!("{}", config.to_toml()?),
+    }
+    Ok(())
+}
+
+fn tasks_command(action: TasksAction) -> Result<()> {
+    match action {
+        TasksAction::List => {
+            println!("{:<26} {:<10} description", "family", "difficulty");
+            for family in swarm_tasks::families() {
+                println!(
+                    "{:<26} {:<10} {}",
+                    family.name(),
+                    format!("0-{}", family.max_difficulty()),
+                    family.description()
+                );
+            }
+        }
+        TasksAction::Show {
+            family,
+            difficulty,
+            n,
+            seed,
+            json,
+        } => {
+            let questions = swarm_tasks::sample_questions(&family, difficulty, seed, n as usize)?;
+            for question in questions {
+                if json {
+                    println!("{}", serde_json::to_string(&question)?);
+                } else {
+                    println!(
+                        "#{} {}",
+                        question.index,
+                        question.prompt.replace('\n', "\n   ")
+                    );
+                    println!("   answer: {}\n", question.answer);
+                }
+            }
+        }
     }
     Ok(())
 }

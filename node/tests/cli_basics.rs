@@ -102,3 +102,50 @@ fn bad_config_is_a_clear_error_and_nonzero_exit() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("absent.toml"));
 }
+
+#[test]
+fn tasks_list_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = swarm_node(&["tasks", "list"], dir.path());
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let listed = text(&list.stdout);
+    for family in [
+        "basic_arithmetic",
+        "countdown",
+        "arc_1d",
+        "calendar_arithmetic",
+    ] {
+        assert!(listed.contains(family), "{listed}");
+    }
+
+    let show = swarm_node(
+        &[
+            "tasks",
+            "show",
+            "sorting",
+            "--difficulty",
+            "1",
+            "--n",
+            "3",
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    let rows: Vec<serde_json::Value> = text(&show.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0]["prompt"].as_str().unwrap().starts_with("Sort"));
+
+    let unknown = swarm_node(&["tasks", "show", "poetry"], dir.path());
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("unknown task family `poetry`"));
+    let too_hard = swarm_node(
+        &["tasks", "show", "sorting", "--difficulty", "9"],
+        dir.path(),
+    );
+    assert_eq!(too_hard.status.code(), Some(1));
+    assert!(text(&too_hard.stderr).contains("maximum 3"));
+}
