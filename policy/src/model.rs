@@ -1,0 +1,315 @@
+//! A compact Llama/Qwen2 decoder whose every operation carries gradients.
+//!
+//! candle-nn's fused `softmax_last_dim`, `rms_norm` and rotary kernels record no backward pass, so
+//! this decoder composes RMSNorm, softmax and RoPE from elementary ops. Sampling and training run the
+//! same code, which is what makes their log-probs agree to float precision.
+
+use anyhow::{Result, ensure};
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::ModelConfig;
+
+/// Additive mask value for positions a query may not see: large and finite, because `-inf` turns a
+/// fully masked row (a left-padding query) into NaN.
+pub const MASKED: f32 = -1e9;
+
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(
+        vb: &VarBuilder<'_>,
+        name: &str,
+        input: usize,
+        output: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let vb = vb.pp(name);
+        let bound = 1.0 / (input as f64).sqrt();
+        let weight = vb.get_with_hints(
+            (output, input),
+            "weight",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(output, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        Ok(match &self.bias {
+            Some(bias) => y.broadcast_add(bias)?,
+            None => y,
+        })
+    }
+}
+
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+    Ok(x.broadcast_mul(&inv_rms)?.broadcast_mul(weight)?)
+}
+
+/// Softmax over the last dimension. The max is subtracted for stability and detached: softmax does not
+/// depend on the shift, so no gradient is lost.
+pub(crate) fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    Ok(exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?)
+}
+
+/// Log-softmax over the last dimension, with the same detached shift.
+pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&log_sum)?)
+}
+
+fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let first = x.narrow(D::Minus1, 0, half)?;
+    let second = x.narrow(D::Minus1, half, half)?;
+    Ok(Tensor::cat(&[&second.neg()?, &first], D::Minus1)?)
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    input_norm: Tensor,
+    post_attention_norm: Tensor,
+}
+
+/// Per-layer keys and values of the tokens seen so far, for incremental decoding.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// Tokens cached so far.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The decoder. Its tensors are the variables of the `VarMap` it was built from.
+pub struct Decoder {
+    config: ModelConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Option<Tensor>,
+    inv_freq: Tensor,
+}
+
+impl Decoder {
+    /// Creates (or binds to existing) variables with Hugging Face parameter names under `vb`.
+    pub fn new(config: &ModelConfig, vb: &VarBuilder<'_>) -> Result<Self> {
+        let (h, hd) = (config.hidden_size, config.head_dim);
+        let model = vb.pp("model");
+        let embed = model.pp("embed_tokens").get_with_hints(
+            (config.vocab_size, h),
+            "weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let lv = model.pp(format!("layers.{i}"));
+            let attn = lv.pp("self_attn");
+            let mlp = lv.pp("mlp");
+            let bias = config.attention_bias;
+            let (q_out, kv_out) = (
+                config.num_attention_heads * hd,
+                config.num_key_value_heads * hd,
+            );
+            layers.push(Layer {
+                q: Linear::new(&attn, "q_proj", h, q_out, bias)?,
+                k: Linear::new(&attn, "k_proj", h, kv_out, bias)?,
+                v: Linear::new(&attn, "v_proj", h, kv_out, bias)?,
+                o: Linear::new(&attn, "o_proj", q_out, h, false)?,
+                gate: Linear::new(&mlp, "gate_proj", h, config.intermediate_size, false)?,
+                up: Linear::new(&mlp, "up_proj", h, config.intermediate_size, false)?,
+                down: Linear::new(&mlp, "down_proj", config.intermediate_size, h, false)?,
+                input_norm: lv.pp("input_layernorm").get_with_hints(
+                    h,
+                    "weight",
+                    Init::Const(1.0),
+                )?,
+                post_attention_norm: lv.pp("post_attention_layernorm").get_with_hints(
+                    h,
+                    "weight",
+                    Init::Const(1.0),
+                )?,
+            });
+        }
+        let norm = model
+            .pp("norm")
+            .get_with_hints(h, "weight", Init::Const(1.0))?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(vb.pp("lm_head").get_with_hints(
+                (config.vocab_size, h),
+                "weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )?)
+        };
+        let inv_freq: Vec<f32> = (0..hd / 2)
+            .map(|i| (1.0 / config.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, 1, hd / 2), vb.device())?;
+        Ok(Self {
+            config: config.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    /// Logits `(B, T, V)` for token ids `(B, T)` at `positions` `(B, T)` (u32), with an additive mask
+    /// `(B, 1, T, S)` where `S` counts cached plus new tokens. With a cache, keys and values of the new
+    /// tokens are appended to it.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (batch, len) = ids.dims2()?;
+        let cfg = &self.config;
+        let (hd, hq, hkv) = (
+            cfg.head_dim,
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+        );
+        let freqs = positions
+            .to_dtype(DType::F32)?
+            .unsqueeze(2)?
+            .broadcast_mul(&self.inv_freq)?;
+        let angles = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        let rope = |x: &Tensor| -> Result<Tensor> {
+            Ok((x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?)?)
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        if let Some(cache) = cache.as_deref_mut() {
+            cache.layers.resize_with(self.layers.len(), || None);
+        }
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
+            batch,
+            len,
+            cfg.hidden_size,
+        ))?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let normed = rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps)?;
+            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+                Ok(t.reshape((batch, len, n, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let q = rope(&heads(layer.q.forward(&normed)?, hq)?)?;
+            let mut k = rope(&heads(layer.k.forward(&normed)?, hkv)?)?;
+            let mut v = heads(layer.v.forward(&normed)?, hkv)?;
+            if let Some(cache) = cache.as_deref_mut() {
+                if let Some((past_k, past_v)) = &cache.layers[index] {
+                    k = Tensor::cat(&[past_k, &k], 2)?;
+                    v = Tensor::cat(&[past_v, &v], 2)?;
+                }
+                cache.layers[index] = Some((k.clone(), v.clone()));
+            }
+            let (k, v) = (repeat_kv(&k, hq / hkv)?, repeat_kv(&v, hq / hkv)?);
+            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
+            let attended = softmax_last(&scores)?.matmul(&v)?;
+            let attended = attended.transpose(1, 2)?.reshape((batch, len, hq * hd))?;
+            x = (x + layer.o.forward(&attended)?)?;
+            let normed = rms_norm(&x, &layer.post_attention_norm, cfg.rms_norm_eps)?;
+            let hidden = (layer.gate.forward(&normed)?.silu()? * layer.up.forward(&normed)?)?;
+            x = (x + layer.down.forward(&hidden)?)?;
+        }
+        let x = rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(x.broadcast_matmul(&head.t()?)?)
+    }
+}
+
+/// Repeats each key/value head `n` times so grouped-query heads line up with query heads (query head
+/// `h` reads key head `h / n`, as in the reference implementation). Built from `cat` so it backpropagates.
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, heads, s, d) = x.dims4()?;
+    let expanded = x.unsqueeze(2)?;
+    let copies = vec![&expanded; n];
+    Ok(Tensor::cat(&copies, 2)?.reshape((b, heads * n, s, d))?)
+}
+
+/// Causal additive mask `(B, 1, T, S)` for `T` new tokens after `past` cached ones, where
+/// `valid[b][j]` says whether key position `j` of sequence `b` holds a real token (not padding).
+pub fn causal_mask(valid: &[Vec<bool>], new_tokens: usize, device: &Device) -> Result<Tensor> {
+    let batch = valid.len();
+    let total = valid.first().map_or(0, Vec::len);
+    ensure!(
+        valid.iter().all(|v| v.len() == total),
+        "ragged validity mask"
+    );
+    let past = total - new_tokens;
+    let mut data = Vec::with_capacity(batch * new_tokens * total);
+    for row in valid {
+        for query in 0..new_tokens {
+            for (key, &ok) in row.iter().enumerate() {
+                data.push(if ok && key <= past + query {
+                    0.0
+                } else {
+                    MASKED
+                });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(
+        data,
+        (batch, 1, new_tokens, total),
+        device,
+    )?)
+}

@@ -1,0 +1,236 @@
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+fn tiny_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/models/tiny")
+}
+
+/// A small model directory: the tiny tokenizer with a shrunken config.
+fn small_model(tied: bool, model_type: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        tiny_dir().join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let config = serde_json::json!({
+        "model_type": model_type, "vocab_size": 100, "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 64, "rope_theta": 5000.0, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": tied, "eos_token_id": 2, "attention_bias": true
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+fn sequences(policy: &Policy) -> Vec<TokenSequence> {
+    [
+        ("What is 2+2?", "4"),
+        ("Sort: 3 1 2", "1 2 3"),
+        ("Hi", "there, friend"),
+    ]
+    .iter()
+    .map(|(p, c)| TokenSequence {
+        prompt: policy.encode(p).unwrap(),
+        completion: policy.encode(c).unwrap(),
+    })
+    .collect()
+}
+
+#[test]
+fn every_parameter_receives_a_finite_nonzero_gradient() {
+    for (tied, kind) in [(true, "qwen2"), (false, "llama")] {
+        let dir = small_model(tied, kind);
+        let policy = Policy::init_random(dir.path(), 3, &Device::Cpu).unwrap();
+        let out = policy.sequence_logprobs(&sequences(&policy)).unwrap();
+        let loss = (out.logprobs * &out.mask)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let data = policy.varmap().data().lock().unwrap();
+        assert!(data.len() >= 2 * 11 + 2, "{kind}: {} variables", data.len());
+        for (name, var) in data.iter() {
+            let grad = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{kind}: no gradient for {name}"));
+            let norm: f32 = grad.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(
+                norm.is_finite() && norm > 0.0,
+                "{kind}: gradient of {name} has norm {norm}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sampler_log_probs_match_the_training_forward() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 11, &Device::Cpu).unwrap();
+    let prompts: Vec<Vec<u32>> = ["1+1=", "A much longer prompt here:", "xyz"]
+        .iter()
+        .map(|p| policy.encode(p).unwrap())
+        .collect();
+    let options = SampleOptions {
+        max_new_tokens: 12,
+        ..SampleOptions::default()
+    };
+    let samples = policy
+        .sample(&prompts, &options, &mut ChaCha8Rng::seed_from_u64(5))
+        .unwrap();
+    let batch: Vec<TokenSequence> = prompts
+        .iter()
+        .zip(&samples)
+        .map(|(p, s)| TokenSequence {
+            prompt: p.clone(),
+            completion: s.token_ids.clone(),
+        })
+        .collect();
+    let out = policy.sequence_logprobs(&batch).unwrap();
+    let trained: Vec<Vec<f32>> = out.logprobs.to_vec2().unwrap();
+    let mut compared = 0;
+    for (sample, row) in samples.iter().zip(&trained) {
+        assert!(!sample.token_ids.is_empty());
+        for (j, &behaviour) in sample.logprobs.iter().enumerate() {
+            assert!(
+                (behaviour - row[j]).abs() < 1e-5,
+                "token {j}: sampler {behaviour} vs training {}",
+                row[j]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 12);
+}
+
+#[test]
+fn a_seed_reproduces_the_exact_tokens() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
+    let prompts = vec![policy.encode("Sort: 9 4").unwrap(); 2];
+    let options = SampleOptions {
+        max_new_tokens: 10,
+        temperature: 0.9,
+        top_p: 0.95,
+        top_k: 40,
+        ..SampleOptions::default()
+    };
+    let run = |seed| {
+        policy
+            .sample(&prompts, &options, &mut ChaCha8Rng::seed_from_u64(seed))
+            .unwrap()
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43));
+    assert_eq!(
+        Policy::init_random(dir.path(), 1, &Device::Cpu)
+            .unwrap()
+            .sample(&prompts, &options, &mut ChaCha8Rng::seed_from_u64(42))
+            .unwrap(),
+        run(42)
+    );
+}
+
+#[test]
+fn saved_models_load_back_identically() {
+    let dir = small_model(false, "llama");
+    let policy = Policy::init_random(dir.path(), 8, &Device::Cpu).unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    policy.save(saved.path()).unwrap();
+    let loaded = Policy::load(saved.path(), &Device::Cpu).unwrap();
+    let batch = sequences(&policy);
+    let a: Vec<Vec<f32>> = policy
+        .sequence_logprobs(&batch)
+        .unwrap()
+        .logprobs
+        .to_vec2()
+        .unwrap();
+    let b: Vec<Vec<f32>> = loaded
+        .sequence_logprobs(&batch)
+        .unwrap()
+        .logprobs
+        .to_vec2()
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(policy.architecture_hash(), loaded.architecture_hash());
+    assert_eq!(policy.tokenizer_hash(), loaded.tokenizer_hash());
+}
+
+#[test]
+fn bad_model_directories_give_clear_errors() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 2, &Device::Cpu).unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    policy.save(saved.path()).unwrap();
+    let weights = saved.path().join("model.safetensors");
+
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = format!(
+        "{:#}",
+        Policy::load(saved.path(), &Device::Cpu).err().unwrap()
+    );
+    assert!(
+        err.contains("damaged or not in safetensors format"),
+        "{err}"
+    );
+
+    let mut missing = std::collections::HashMap::new();
+    missing.insert(
+        "model.norm.weight".to_owned(),
+        Tensor::ones(32, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&missing, &weights).unwrap();
+    let err = format!(
+        "{:#}",
+        Policy::load(saved.path(), &Device::Cpu).err().unwrap()
+    );
+    assert!(err.contains("is missing from the weights"), "{err}");
+
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.path().join("config.json")).unwrap())
+            .unwrap();
+    config["vocab_size"] = serde_json::json!(50);
+    std::fs::write(saved.path().join("config.json"), config.to_string()).unwrap();
+    let err = format!(
+        "{:#}",
+        Policy::load(saved.path(), &Device::Cpu).err().unwrap()
+    );
+    assert!(err.contains("does not belong to this model"), "{err}");
+
+    std::fs::remove_file(saved.path().join("tokenizer.json")).unwrap();
+    let err = format!(
+        "{:#}",
+        Policy::load(saved.path(), &Device::Cpu).err().unwrap()
+    );
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn tiny_tokenizer_round_trips_printable_ascii() {
+    let policy = Policy::init_random(&tiny_dir(), 0, &Device::Cpu).unwrap();
+    let text: String = (0x20u8..0x7f)
+        .map(char::from)
+        .chain("\nWhat is 12+34?\n".chars())
+        .collect();
+    let ids = policy.encode(&text).unwrap();
+    assert_eq!(ids.len(), text.len(), "one token per character");
+    assert_eq!(policy.decode(&ids).unwrap(), text);
+    assert!(ids.iter().all(|&id| id >= 4), "no specials or unknowns");
+    let params = policy.config().parameter_count();
+    let counted: usize = policy
+        .varmap()
+        .all_vars()
+        .iter()
+        .map(|v| v.elem_count())
+        .sum();
+    assert_eq!(params, counted);
+    assert!((1_000_000..3_000_000).contains(&params), "{params}");
+}
