@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod model;
+pub mod optim;
 pub mod sampler;
 mod weights;
 
@@ -14,6 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 
 pub use config::ModelConfig;
 pub use model::{Decoder, KvCache};
+pub use optim::{AdamW, AdamWConfig, Gradients, LrSchedule};
 pub use sampler::{Sample, SampleOptions};
 
 /// The device selected by the build: the first CUDA GPU with the `cuda` feature, else the CPU.
