@@ -1,6 +1,7 @@
 //! The policy every swarm node runs: a Llama/Qwen2-family decoder in candle that samples with behaviour
 //! log-probs and trains through a forward pass in which every operation carries gradients.
 
+pub mod checkpoint;
 pub mod config;
 pub mod model;
 pub mod optim;

@@ -44,9 +44,14 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Loads every variable of `varmap` from the model directory, converting any float dtype to f32.
 /// A missing tensor or a shape mismatch is an error naming the tensor.
 pub fn load_into(varmap: &VarMap, dir: &Path, device: &Device) -> Result<()> {
+    load_files_into(varmap, &weight_files(dir)?, device)
+}
+
+/// Loads every variable of `varmap` from the given safetensors files, as [`load_into`] does.
+pub fn load_files_into(varmap: &VarMap, files: &[PathBuf], device: &Device) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for file in weight_files(dir)? {
-        let loaded = candle_core::safetensors::load(&file, device).with_context(|| {
+    for file in files {
+        let loaded = candle_core::safetensors::load(file, device).with_context(|| {
             format!(
                 "cannot read weights {}: the file is damaged or not in safetensors format",
                 file.display()
@@ -57,9 +62,13 @@ pub fn load_into(varmap: &VarMap, dir: &Path, device: &Device) -> Result<()> {
     let data = varmap.data().lock().expect("variable map lock");
     for (name, var) in data.iter() {
         let tensor = tensors.get(name).with_context(|| {
+            let origin = files
+                .first()
+                .and_then(|f| f.parent())
+                .unwrap_or(Path::new("."));
             format!(
                 "tensor `{name}` is missing from the weights in {}",
-                dir.display()
+                origin.display()
             )
         })?;
         if tensor.dims() != var.dims() {
