@@ -1,6 +1,7 @@
 //! The policy every swarm node runs: a Llama/Qwen2-family decoder in candle that samples with behaviour
 //! log-probs and trains through a forward pass in which every operation carries gradients.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod model;
@@ -59,6 +60,21 @@ pub struct SequenceLogprobs {
     pub mask: Tensor,
     /// `(B, C)` entropy of the predicted distribution at each completion token (no gradient).
     pub entropy: Tensor,
+}
+
+/// The per-token log-probs of a completion, as `swarm-node logprobs` prints them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenLogprobs {
+    /// Prompt token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Completion token ids.
+    pub completion_ids: Vec<u32>,
+    /// Text of each completion token.
+    pub tokens: Vec<String>,
+    /// Log-prob of each completion token given everything before it.
+    pub logprobs: Vec<f32>,
+    /// Sum of the log-probs.
+    pub total: f64,
 }
 
 impl Policy {
@@ -180,6 +196,51 @@ impl Policy {
         self.tokenizer
             .decode(ids, true)
             .map_err(|err| anyhow::anyhow!("cannot detokenize: {err}"))
+    }
+
+    /// Loads `dir` with its weights when it has any, else initialises it randomly from `seed` (for
+    /// benchmarks, whose figures do not depend on the weights).
+    pub fn load_or_init(dir: &Path, seed: u64, device: &Device) -> Result<Self> {
+        let has_weights = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+            })
+            .unwrap_or(false);
+        if has_weights {
+            Self::load(dir, device)
+        } else {
+            Self::init_random(dir, seed, device)
+        }
+    }
+
+    /// Per-token log-probs of `completion` after `prompt` (both as text), as `swarm-node logprobs`
+    /// prints them.
+    pub fn token_logprobs(&self, prompt: &str, completion: &str) -> Result<TokenLogprobs> {
+        let sequence = TokenSequence {
+            prompt: self.encode(prompt)?,
+            completion: self.encode(completion)?,
+        };
+        ensure!(!sequence.prompt.is_empty(), "the prompt has no tokens");
+        ensure!(
+            !sequence.completion.is_empty(),
+            "the completion has no tokens"
+        );
+        let out = self.sequence_logprobs(std::slice::from_ref(&sequence))?;
+        let logprobs: Vec<f32> = out.logprobs.squeeze(0)?.to_vec1()?;
+        let tokens = sequence
+            .completion
+            .iter()
+            .map(|&id| self.decode(&[id]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TokenLogprobs {
+            prompt_ids: sequence.prompt,
+            total: logprobs.iter().map(|&l| f64::from(l)).sum(),
+            completion_ids: sequence.completion,
+            tokens,
+            logprobs,
+        })
     }
 
     /// Token id used for padding (never attended to).

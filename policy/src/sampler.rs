@@ -23,6 +23,8 @@ pub struct SampleOptions {
     pub max_new_tokens: usize,
     /// Token ids that end a completion besides the model's end-of-sequence ids.
     pub stop_tokens: Vec<u32>,
+    /// Keep generating past end-of-sequence tokens (benchmarks need a fixed amount of work).
+    pub ignore_eos: bool,
 }
 
 impl Default for SampleOptions {
@@ -33,6 +35,7 @@ impl Default for SampleOptions {
             top_k: 0,
             max_new_tokens: 32,
             stop_tokens: Vec::new(),
+            ignore_eos: false,
         }
     }
 }

@@ -362,3 +362,27 @@ fn checkpoints_restore_weights_moments_and_the_sampler_position() {
         expected_next
     );
 }
+
+#[test]
+fn token_logprobs_and_benchmarks_report_consistent_figures() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::load_or_init(dir.path(), 1, &Device::Cpu).unwrap();
+    let report = policy.token_logprobs("What is 2+2?", "4").unwrap();
+    assert_eq!(report.completion_ids.len(), 1);
+    assert_eq!(report.tokens, ["4"]);
+    assert!(
+        report.logprobs[0] < 0.0 && (report.total - f64::from(report.logprobs[0])).abs() < 1e-9
+    );
+    let shape = bench::BenchShape {
+        batch: 2,
+        prompt_tokens: 5,
+        new_tokens: 4,
+        iterations: 1,
+    };
+    let sample = bench::bench_sample(&policy, shape).unwrap();
+    assert!(
+        sample.tokens_per_second > 0.0 && sample.parameters == policy.config().parameter_count()
+    );
+    let train = bench::bench_train(&policy, shape).unwrap();
+    assert!(train.tokens_per_second > 0.0);
+}

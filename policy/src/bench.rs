@@ -1,0 +1,137 @@
+//! Throughput measurements of sampling and training, as `swarm-node bench sample|train` reports them.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::{AdamW, AdamWConfig, Policy, SampleOptions, TokenSequence};
+
+/// Shapes and repetitions of a benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchShape {
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Prompt tokens per sequence.
+    pub prompt_tokens: usize,
+    /// Generated (sampling) or completion (training) tokens per sequence.
+    pub new_tokens: usize,
+    /// Timed repetitions (one untimed warm-up run precedes them).
+    pub iterations: usize,
+}
+
+/// What a benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// `sample` or `train`.
+    pub kind: &'static str,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Prompt tokens per sequence.
+    pub prompt_tokens: usize,
+    /// New tokens per sequence.
+    pub new_tokens: usize,
+    /// Timed repetitions.
+    pub iterations: usize,
+    /// Threads available to tensor work.
+    pub threads: usize,
+    /// Model parameters.
+    pub parameters: usize,
+    /// Seconds per repetition (mean).
+    pub seconds_per_iteration: f64,
+    /// Tokens per second: generated tokens for sampling; all tokens of the batch for training.
+    pub tokens_per_second: f64,
+}
+
+fn prompt(policy: &Policy, tokens: usize) -> Result<Vec<u32>> {
+    let text: String = "What is 12+34? "
+        .chars()
+        .cycle()
+        .take(tokens.max(1))
+        .collect();
+    let mut ids = policy.encode(&text)?;
+    ids.truncate(tokens.max(1));
+    Ok(ids)
+}
+
+fn report(
+    kind: &'static str,
+    policy: &Policy,
+    shape: BenchShape,
+    seconds: f64,
+    tokens: usize,
+) -> BenchReport {
+    let per_iteration = seconds / shape.iterations as f64;
+    BenchReport {
+        kind,
+        batch: shape.batch,
+        prompt_tokens: shape.prompt_tokens,
+        new_tokens: shape.new_tokens,
+        iterations: shape.iterations,
+        threads: candle_core::utils::get_num_threads(),
+        parameters: policy.config().parameter_count(),
+        seconds_per_iteration: per_iteration,
+        tokens_per_second: tokens as f64 / per_iteration,
+    }
+}
+
+/// Batched sampling: every sequence generates exactly `new_tokens` tokens (no stop tokens).
+pub fn bench_sample(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
+    let prompts = vec![prompt(policy, shape.prompt_tokens)?; shape.batch];
+    // Without stop tokens every sequence runs to the limit, so the work per run is fixed.
+    let options = SampleOptions {
+        max_new_tokens: shape.new_tokens,
+        ignore_eos: true,
+        ..SampleOptions::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let run = |rng: &mut ChaCha8Rng| -> Result<usize> {
+        let samples = policy.sample(&prompts, &options, rng)?;
+        Ok(samples.iter().map(|s| s.token_ids.len()).sum())
+    };
+    run(&mut rng)?;
+    let start = Instant::now();
+    let mut tokens = 0;
+    for _ in 0..shape.iterations {
+        tokens += run(&mut rng)?;
+    }
+    Ok(report(
+        "sample",
+        policy,
+        shape,
+        start.elapsed().as_secs_f64(),
+        tokens / shape.iterations,
+    ))
+}
+
+/// One training step (forward, backward, clipping, AdamW) on a batch of fixed shape.
+pub fn bench_train(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
+    let prompt = prompt(policy, shape.prompt_tokens)?;
+    let mut completion = policy.encode(&"46".repeat(shape.new_tokens.max(1)))?;
+    completion.truncate(shape.new_tokens.max(1));
+    let batch = vec![TokenSequence { prompt, completion }; shape.batch];
+    let mut optimizer = AdamW::new(policy.varmap(), AdamWConfig::default())?;
+    let mut step = || -> Result<()> {
+        let out = policy.sequence_logprobs(&batch)?;
+        let loss = (out.logprobs * &out.mask)?.sum_all()?.neg()?;
+        let mut grads = optimizer.zero_grads();
+        optimizer.accumulate(&mut grads, &loss.backward()?)?;
+        optimizer.clip(&mut grads, 1.0)?;
+        optimizer.step(&grads, 1e-5)
+    };
+    step()?;
+    let start = Instant::now();
+    for _ in 0..shape.iterations {
+        step()?;
+    }
+    let tokens = shape.batch * (shape.prompt_tokens + shape.new_tokens);
+    Ok(report(
+        "train",
+        policy,
+        shape,
+        start.elapsed().as_secs_f64(),
+        tokens,
+    ))
+}
