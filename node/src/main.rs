@@ -47,6 +47,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the per-token log-probs of a completion given a prompt, as JSON (for parity debugging).
+    Logprobs {
+        /// Model directory in Hugging Face layout [default: config node.model].
+        #[arg(long, env = "SWARM_LOGPROBS_MODEL")]
+        model: Option<PathBuf>,
+        /// Prompt text, exactly as the model sees it.
+        #[arg(long)]
+        prompt: String,
+        /// Completion text whose tokens are scored.
+        #[arg(long)]
+        completion: String,
+    },
+    /// Measure sampling or training throughput and print it (JSON with --json).
+    Bench {
+        /// What to measure.
+        #[arg(value_enum)]
+        what: BenchKind,
+        /// Model directory [default: config node.model]; without weights it is initialised randomly,
+        /// which does not change the speed.
+        #[arg(long, env = "SWARM_BENCH_MODEL")]
+        model: Option<PathBuf>,
+        /// Sequences per batch.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        batch: u64,
+        /// Prompt tokens per sequence.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=8192))]
+        prompt_tokens: u64,
+        /// Generated (sample) or completion (train) tokens per sequence.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=8192))]
+        new_tokens: u64,
+        /// Timed repetitions.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        iterations: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Browse the task families: list them, or show sample questions with their answers.
     Tasks {
         #[command(subcommand)]
@@ -57,6 +94,14 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BenchKind {
+    /// Batched sampling with the KV cache.
+    Sample,
+    /// Forward, backward and optimizer step.
+    Train,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,7 +134,12 @@ enum ConfigAction {
 }
 
 /// Environment variables read by flags directly rather than through configuration keys.
-const FLAG_ONLY_ENV: &[&str] = &["SWARM_CONFIG", "SWARM_STATUS_API"];
+const FLAG_ONLY_ENV: &[&str] = &[
+    "SWARM_CONFIG",
+    "SWARM_STATUS_API",
+    "SWARM_LOGPROBS_MODEL",
+    "SWARM_BENCH_MODEL",
+];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -133,6 +183,7 @@ fn run(cli: Cli) -> Result<()> {
         FLAG_ONLY_ENV,
     )?;
     let config = loaded.config;
+    swarm_node::compute::set_threads(config.node.threads);
     swarm_node::logging::init(config.log.format, &config.log.level)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -175,6 +226,54 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Tasks { action } => tasks_command(action)?,
+        Command::Logprobs {
+            model,
+            prompt,
+            completion,
+        } => {
+            let dir = model.unwrap_or_else(|| config.node.model.clone());
+            let policy = swarm_policy::Policy::load(&dir, &swarm_policy::default_device()?)?;
+            let report = policy.token_logprobs(&prompt, &completion)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Bench {
+            what,
+            model,
+            batch,
+            prompt_tokens,
+            new_tokens,
+            iterations,
+            json,
+        } => {
+            let dir = model.unwrap_or_else(|| config.node.model.clone());
+            let policy =
+                swarm_policy::Policy::load_or_init(&dir, 0, &swarm_policy::default_device()?)?;
+            let shape = swarm_policy::bench::BenchShape {
+                batch: batch as usize,
+                prompt_tokens: prompt_tokens as usize,
+                new_tokens: new_tokens as usize,
+                iterations: iterations as usize,
+            };
+            let report = match what {
+                BenchKind::Sample => swarm_policy::bench::bench_sample(&policy, shape)?,
+                BenchKind::Train => swarm_policy::bench::bench_train(&policy, shape)?,
+            };
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{}: {:.1} tokens/s ({:.3} s per batch of {} x ({} + {}) tokens, {} threads, {} parameters)",
+                    report.kind,
+                    report.tokens_per_second,
+                    report.seconds_per_iteration,
+                    report.batch,
+                    report.prompt_tokens,
+                    report.new_tokens,
+                    report.threads,
+                    report.parameters
+                );
+            }
+        }
         Command::Config {
             action: ConfigAction::Show,
         } => print!("{}", config.to_toml()?),

@@ -149,3 +149,49 @@ fn tasks_list_and_show() {
     assert_eq!(too_hard.status.code(), Some(1));
     assert!(text(&too_hard.stderr).contains("maximum 3"));
 }
+
+#[test]
+fn bench_prints_json_and_logprobs_needs_weights() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = swarm_node(
+        &[
+            "bench",
+            "train",
+            "--batch",
+            "1",
+            "--prompt-tokens",
+            "4",
+            "--new-tokens",
+            "2",
+            "--iterations",
+            "1",
+            "--json",
+        ],
+        &root,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(report["kind"], "train");
+    assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = root.join("configs/models/tiny");
+    let missing = swarm_node(
+        &[
+            "logprobs",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "1+1=",
+            "--completion",
+            "2",
+        ],
+        dir.path(),
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("no *.safetensors weights"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
