@@ -10,3 +10,4 @@ pub mod identity;
 pub mod logging;
 pub mod sim;
 pub mod status;
+pub mod train;

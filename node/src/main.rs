@@ -29,6 +29,9 @@ struct CommonArgs {
     /// Directory for the identity key, checkpoints and logs [config: node.data_dir].
     #[arg(long, global = true, env = "SWARM_NODE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// HTTP API address, or `off` [config: http.listen].
+    #[arg(long, global = true, env = "SWARM_HTTP_LISTEN")]
+    http: Option<String>,
     /// Log output format [config: log.format].
     #[arg(long, global = true, value_enum, env = "SWARM_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -44,6 +47,47 @@ enum Command {
         #[arg(long, env = "SWARM_STATUS_API")]
         api: Option<std::net::SocketAddr>,
         /// Print the raw JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the warm start of the model: supervised training on task demonstrations.
+    Warmup {
+        /// Model directory with config.json and tokenizer.json [default: config node.model].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Where to write the warmed-up model [default: the cache under the data directory that
+        /// `train` uses].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Train on this machine alone: sample, score and update, round after round (resumes from the
+    /// newest checkpoint in the data directory).
+    Train {
+        /// Train without networking (required: `join` trains with peers).
+        #[arg(long, required = true)]
+        solo: bool,
+        /// Rounds to run.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+    },
+    /// Evaluate a model on held-out questions: pass@1 and pass@k per family.
+    Eval {
+        /// Model directory (a checkpoint directory works too) [default: config node.model].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Families to evaluate (repeatable) [default: all].
+        #[arg(long = "family")]
+        families: Vec<String>,
+        /// Difficulty level.
+        #[arg(long, default_value_t = 0)]
+        difficulty: u32,
+        /// Questions per family.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        n: u64,
+        /// Completions per question.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+        k: u64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -139,6 +183,7 @@ const FLAG_ONLY_ENV: &[&str] = &[
     "SWARM_STATUS_API",
     "SWARM_LOGPROBS_MODEL",
     "SWARM_BENCH_MODEL",
+    "SWARM_HTTP_LISTEN",
 ];
 
 fn main() -> ExitCode {
@@ -159,6 +204,13 @@ fn flag_overrides(common: &CommonArgs) -> Vec<FlagOverride> {
             key: "node.data_dir",
             flag: "--data-dir",
             value: Value::String(dir.display().to_string()),
+        });
+    }
+    if let Some(http) = &common.http {
+        flags.push(FlagOverride {
+            key: "http.listen",
+            flag: "--http",
+            value: Value::String(http.clone()),
         });
     }
     if let Some(format) = common.log_format {
@@ -226,6 +278,97 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Tasks { action } => tasks_command(action)?,
+        Command::Warmup { model, out } => {
+            let model = model.unwrap_or_else(|| config.node.model.clone());
+            let out = match out {
+                Some(out) => out,
+                None => swarm_node::train::warm_start_dir(
+                    &config.node.data_dir,
+                    &model,
+                    &config.warmup,
+                )?,
+            };
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let policy = swarm_node::train::build_warm_start(
+                &model,
+                &config.warmup,
+                config.node.seed,
+                &out,
+            )?;
+            println!("warm start written to {}", out.display());
+            let options = swarm_tasks::eval::EvalOptions {
+                families: config.warmup.families.clone(),
+                difficulty: config.warmup.difficulty,
+                n: 100,
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                evaluate(&policy, &options, config.node.seed)?.to_table()
+            );
+        }
+        Command::Train { solo: _, rounds } => {
+            let board = std::sync::Arc::new(swarm_node::status::StatusBoard::new(
+                swarm_node::status::NodeStatus {
+                    role: "learner".into(),
+                    network: "solo".into(),
+                    model: config.node.model.display().to_string(),
+                    ..Default::default()
+                },
+            ));
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let server = if config.http.listen == "off" {
+                None
+            } else {
+                let mut registry = prometheus_client::registry::Registry::default();
+                swarm_node::http::register_status_metrics(&mut registry, board.clone());
+                let server = runtime.block_on(swarm_node::http::HttpServer::start(
+                    config.http.listen.parse()?,
+                    board.clone(),
+                    std::sync::Arc::new(registry),
+                ))?;
+                eprintln!("HTTP API and dashboard on http://{}/", server.local_addr());
+                Some(server)
+            };
+            let learner = swarm_node::train::train_solo(&config, rounds, &board)?;
+            println!(
+                "trained to round {}; checkpoints and metrics.jsonl are in {}",
+                learner.round(),
+                config.node.data_dir.display()
+            );
+            if let Some(server) = server {
+                runtime.block_on(server.shutdown());
+            }
+        }
+        Command::Eval {
+            model,
+            families,
+            difficulty,
+            n,
+            k,
+            json,
+        } => {
+            let model = model.unwrap_or_else(|| config.node.model.clone());
+            let policy = swarm_policy::Policy::load(&model, &swarm_policy::default_device()?)?;
+            let options = swarm_tasks::eval::EvalOptions {
+                families,
+                difficulty,
+                n: n as usize,
+                k: k as usize,
+                ..Default::default()
+            };
+            let report = evaluate(&policy, &options, config.node.seed)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_table());
+            }
+        }
         Command::Logprobs {
             model,
             prompt,
@@ -317,4 +460,35 @@ fn tasks_command(action: TasksAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn evaluate(
+    policy: &swarm_policy::Policy,
+    options: &swarm_tasks::eval::EvalOptions,
+    seed: u64,
+) -> Result<swarm_tasks::eval::EvalReport> {
+    use rand::SeedableRng;
+    let mut solver = swarm_learner::PolicySolver {
+        policy,
+        options: swarm_policy::SampleOptions {
+            max_new_tokens: 16,
+            ..Default::default()
+        },
+        rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+    };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("eval {bar:30} {pos}/{len} questions")
+            .expect("valid template"),
+    );
+    let report = swarm_tasks::eval::evaluate(
+        &mut solver,
+        options,
+        &swarm_tasks::RewardConfig::default(),
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    Ok(report)
 }

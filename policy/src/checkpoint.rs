@@ -95,8 +95,10 @@ pub fn save(
         fs::remove_dir_all(&tmp)?;
     }
     fs::create_dir(&tmp)?;
+    // A checkpoint is also a complete model directory (config, tokenizer, weights) that `eval`,
+    // `logprobs` and `--model` accept.
+    policy.save(&tmp)?;
     let weights = tmp.join("model.safetensors");
-    policy.varmap().save(&weights)?;
     let optimizer_path = tmp.join("optimizer.safetensors");
     candle_core::safetensors::save(&moments, &optimizer_path)?;
     let state = CheckpointState {
@@ -107,7 +109,13 @@ pub fn save(
     };
     let state_path = tmp.join("state.json");
     fs::write(&state_path, serde_json::to_vec_pretty(&state)?)?;
-    for file in [&weights, &optimizer_path, &state_path] {
+    for file in [
+        &weights,
+        &optimizer_path,
+        &state_path,
+        &tmp.join("config.json"),
+        &tmp.join("tokenizer.json"),
+    ] {
         sync_file(file)?;
     }
     sync_dir(&tmp)?;

@@ -30,6 +30,8 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot list model directory {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        // Checkpoint directories hold optimizer moments beside the weights.
+        .filter(|p| p.file_name().is_some_and(|n| n != "optimizer.safetensors"))
         .collect();
     files.sort();
     if files.is_empty() {

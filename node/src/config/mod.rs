@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub http: HttpSection,
     /// Logging.
     pub log: LogSection,
+    /// How the node learns.
+    pub learner: swarm_learner::LearnerOptions,
+    /// The supervised warm start of a model that has no weights yet.
+    pub warmup: swarm_learner::WarmupOptions,
 }
 
 /// `[node]`: identity, storage and compute.
@@ -234,6 +238,15 @@ impl NodeConfig {
                 self.node.threads
             );
         }
+        self.learner.validate().map_err(anyhow::Error::msg)?;
+        if self.warmup.steps == 0 || self.warmup.batch == 0 {
+            bail!("`warmup.steps` and `warmup.batch` must be at least 1");
+        }
+        for name in &self.warmup.families {
+            if swarm_tasks::family(name).is_none() {
+                bail!("`warmup.families`: unknown family {name:?}; see `swarm-node tasks list`");
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|err| {
             anyhow::anyhow!(
                 "`log.level` = {:?} is not a valid filter ({err}); examples: info, debug, swarm_net=debug,info",
@@ -259,6 +272,8 @@ fn deserialize_sections(table: Table) -> Result<NodeConfig> {
             "net" => config.net = value.try_into().with_context(context)?,
             "http" => config.http = value.try_into().with_context(context)?,
             "log" => config.log = value.try_into().with_context(context)?,
+            "learner" => config.learner = value.try_into().with_context(context)?,
+            "warmup" => config.warmup = value.try_into().with_context(context)?,
             other => bail!("internal: section [{other}] has no field"),
         }
     }

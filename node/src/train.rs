@@ -1,0 +1,138 @@
+//! Solo training as the CLI runs it: find or build the warm start, then run learner rounds with a
+//! progress display and the status board fed for the HTTP API.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use swarm_learner::{Learner, WarmupOptions};
+use swarm_policy::Policy;
+
+use crate::config::NodeConfig;
+use crate::status::StatusBoard;
+
+fn has_weights(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        })
+        .unwrap_or(false)
+}
+
+/// Where the warm start of `model` under `options` is cached: keyed by the model config, tokenizer and
+/// warm-up options, so changing any of them builds a new one.
+pub fn warm_start_dir(data_dir: &Path, model: &Path, options: &WarmupOptions) -> Result<PathBuf> {
+    let mut hasher = blake3::Hasher::new();
+    for file in ["config.json", "tokenizer.json"] {
+        let path = model.join(file);
+        hasher.update(
+            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        );
+    }
+    hasher.update(serde_json::to_string(options)?.as_bytes());
+    let key = hex::encode(&hasher.finalize().as_bytes()[..6]);
+    Ok(data_dir.join("warm-start").join(key))
+}
+
+/// Runs the supervised warm start of `model` with a progress bar and saves it to `out`.
+pub fn build_warm_start(
+    model: &Path,
+    options: &WarmupOptions,
+    seed: u64,
+    out: &Path,
+) -> Result<Policy> {
+    let policy = Policy::init_random(model, seed, &swarm_policy::default_device()?)?;
+    let bar = ProgressBar::new(options.steps).with_style(
+        ProgressStyle::with_template(
+            "warm start {bar:30} {pos}/{len} steps, loss {msg} ({eta} left)",
+        )
+        .expect("valid template"),
+    );
+    let report = swarm_learner::warmup(&policy, options, &mut |step, _, loss| {
+        bar.set_position(step);
+        bar.set_message(format!("{loss:.3}"));
+    })?;
+    bar.finish_and_clear();
+    tracing::info!(
+        first_loss = report.first_loss,
+        final_loss = report.final_loss,
+        steps = report.steps,
+        "warm start trained"
+    );
+    // Write beside, then rename: a crash never leaves a half-written warm start that later runs trust.
+    let tmp = out.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    policy.save(&tmp)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out)?;
+    }
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("cannot move warm start into {}", out.display()))?;
+    Ok(policy)
+}
+
+/// The policy a node starts from: `node.model` if it has weights, else the cached warm start, built
+/// on first use.
+pub fn starting_policy(config: &NodeConfig) -> Result<Policy> {
+    let model = &config.node.model;
+    let device = swarm_policy::default_device()?;
+    if has_weights(model) {
+        return Policy::load(model, &device);
+    }
+    let cached = warm_start_dir(&config.node.data_dir, model, &config.warmup)?;
+    if has_weights(&cached) {
+        tracing::info!(path = %cached.display(), "using cached warm start");
+        return Policy::load(&cached, &device);
+    }
+    tracing::info!(
+        model = %model.display(),
+        "the model has no weights yet: building its warm start once (cached in {})",
+        cached.display()
+    );
+    std::fs::create_dir_all(cached.parent().expect("warm-start dir has a parent"))?;
+    build_warm_start(model, &config.warmup, config.node.seed, &cached)
+}
+
+/// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
+/// round and publishing each round to `board`.
+pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Result<Learner> {
+    let policy = starting_policy(config)?;
+    let mut learner = Learner::start(
+        policy,
+        &config.node.data_dir,
+        config.learner.clone(),
+        config.node.seed,
+    )?;
+    let target = learner.round() + rounds;
+    while learner.round() < target {
+        let metrics = learner.run_round()?;
+        println!(
+            "round {:>4}  reward {:.3}  accuracy {}  zero-var {:.2}  entropy {:.3}  {:.0} tok/s  {:.2} s",
+            metrics.round,
+            metrics.reward_local,
+            metrics
+                .accuracy
+                .iter()
+                .map(|(family, acc)| format!("{family}={acc:.2}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            metrics.zero_variance_fraction,
+            metrics.entropy,
+            metrics.tokens_per_second,
+            metrics.round_seconds
+        );
+        board.update(|s| {
+            s.round = metrics.round;
+            s.policy_version = metrics.policy_version;
+            s.last_reward = Some(metrics.reward_local);
+            s.tokens_per_second = Some(metrics.tokens_per_second);
+        });
+        board.push_history(serde_json::to_value(&metrics)?);
+    }
+    learner.checkpoint()?;
+    Ok(learner)
+}
