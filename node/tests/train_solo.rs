@@ -1,0 +1,188 @@
+//! `train --solo` as a user runs it: a real node process with its HTTP API, the dashboard in a
+//! headless browser, and a SIGKILL in the middle of training followed by an exact resume.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A node process that is killed when the test ends, whatever happens.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Settings that keep the run small: a short warm start and small rounds.
+fn quick(command: &mut Command, data_dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    command
+        .current_dir(&root)
+        .env_remove("RUST_LOG")
+        .env("SWARM_WARMUP_STEPS", "3")
+        .env("SWARM_WARMUP_BATCH", "4")
+        .env("SWARM_LEARNER_PROMPTS_PER_ROUND", "2")
+        .env("SWARM_LEARNER_GROUP_SIZE", "4")
+        .env("SWARM_LEARNER_MAX_NEW_TOKENS", "4")
+        .env("SWARM_LEARNER_CHECKPOINT_EVERY", "1")
+        .arg("--data-dir")
+        .arg(data_dir);
+    for (name, _) in std::env::vars().filter(|(name, _)| {
+        name.starts_with("SWARM_")
+            && !name.starts_with("SWARM_WARMUP")
+            && !name.starts_with("SWARM_LEARNER")
+    }) {
+        command.env_remove(name);
+    }
+}
+
+fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn rounds_in(metrics: &Path) -> Vec<u64> {
+    std::fs::read_to_string(metrics)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()?
+                .get("round")?
+                .as_u64()
+        })
+        .collect()
+}
+
+#[test]
+fn killed_training_resumes_from_its_last_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
+    command.args(["train", "--solo", "--rounds", "1000", "--http", "off"]);
+    quick(&mut command, data.path());
+    let mut node = Node(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let checkpoints = data.path().join("checkpoints");
+    poll("three checkpoints", Duration::from_secs(600), || {
+        let count = std::fs::read_dir(&checkpoints)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+            .count();
+        let newest = swarm_policy::checkpoint::latest(&checkpoints).ok()??;
+        (count >= 3 && newest.join("state.json").exists()).then_some(())
+    });
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+
+    // Whatever instant the kill hit, the newest complete checkpoint is whole and loadable.
+    let newest = swarm_policy::checkpoint::latest(&checkpoints)
+        .unwrap()
+        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(newest.join("state.json")).unwrap()).unwrap();
+    let saved_round = state["extra"]["round"].as_u64().unwrap();
+    swarm_policy::Policy::load(&newest, &candle_core::Device::Cpu)
+        .expect("the checkpoint is a loadable model");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
+    command.args(["train", "--solo", "--rounds", "1", "--http", "off"]);
+    quick(&mut command, data.path());
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("trained to round {}", saved_round + 1)),
+        "{stdout}"
+    );
+    let rounds = rounds_in(&data.path().join("metrics.jsonl"));
+    let expected: Vec<u64> = (1..=saved_round + 1).collect();
+    assert_eq!(rounds, expected, "metrics hold each round exactly once");
+}
+
+#[test]
+fn dashboard_of_a_training_node_shows_its_rounds() {
+    let Some(browser) = common::chromium::find() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
+    command.args([
+        "train",
+        "--solo",
+        "--rounds",
+        "1000",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    quick(&mut command, data.path());
+    let mut node = Node(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = BufReader::new(node.0.stderr.take().unwrap());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("HTTP API and dashboard on http://").nth(1) {
+                let _ = sender.send(rest.trim_end_matches('/').to_owned());
+            }
+        }
+    });
+    let addr = receiver
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the node prints its HTTP address");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    poll("two rounds in the API", Duration::from_secs(600), || {
+        let history = runtime
+            .block_on(swarm_node::http::get_json(
+                addr,
+                "/api/history",
+                Duration::from_secs(5),
+            ))
+            .ok()?;
+        (history.as_array()?.len() >= 2).then_some(())
+    });
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}/");
+    let dom = common::chromium::dump_dom(&browser, profile.path(), &url);
+    assert_eq!(
+        common::chromium::body_attribute(&dom, "state").as_deref(),
+        Some("data"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("basic_arithmetic"),
+        "the accuracy chart names the family"
+    );
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-node.png");
+    common::chromium::screenshot(&browser, profile.path(), &url, &shot);
+    eprintln!(
+        "dashboard screenshot of a training node: {}",
+        shot.display()
+    );
+}
