@@ -19,8 +19,12 @@ pub struct EvalOptions {
     pub difficulty: u32,
     /// Questions per family.
     pub n: usize,
-    /// Completions per question.
+    /// The k of pass@k.
     pub k: usize,
+    /// Completions sampled per question, at least `k` (0 means `k`). Sampling more than `k` lowers the
+    /// variance of the pass@k estimate.
+    #[serde(default)]
+    pub samples: usize,
     /// Prompts per solver call.
     pub batch: usize,
 }
@@ -32,6 +36,7 @@ impl Default for EvalOptions {
             difficulty: 0,
             n: 50,
             k: 1,
+            samples: 0,
             batch: 16,
         }
     }
@@ -46,11 +51,15 @@ pub struct FamilyScore {
     pub difficulty: u32,
     /// Questions.
     pub n: usize,
-    /// Completions per question.
+    /// The k of pass@k.
     pub k: usize,
+    /// Completions sampled per question.
+    #[serde(default)]
+    pub samples: usize,
     /// Expected share of single completions that are correct.
     pub pass_at_1: f64,
-    /// Share of questions with at least one correct completion among k.
+    /// Expected share of questions with at least one correct completion among k, estimated without
+    /// bias from `samples` completions (see [`pass_at_k`]).
     pub pass_at_k: f64,
     /// Mean reward including the format reward.
     pub mean_reward: f64,
@@ -84,6 +93,32 @@ impl EvalReport {
         }
         out
     }
+
+    /// The report as pretty-printed JSON, for `--json` output and scripts.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("an evaluation report always serializes")
+    }
+}
+
+/// Unbiased estimate of pass@k from `n` sampled completions of which `c` are correct:
+/// `1 - C(n-c, k) / C(n, k)`, the chance that k completions drawn without replacement include a correct
+/// one. Computed as a running product so that large `n` neither overflows nor loses precision.
+///
+/// # Panics
+///
+/// Unless `1 <= k <= n` and `c <= n`.
+pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
+    assert!(
+        k >= 1 && k <= n && c <= n,
+        "pass_at_k needs 1 <= k <= n and c <= n (n={n}, c={c}, k={k})"
+    );
+    if n - c < k {
+        return 1.0;
+    }
+    let all_wrong: f64 = ((n - c + 1)..=n)
+        .map(|i| 1.0 - k as f64 / i as f64)
+        .product();
+    1.0 - all_wrong
 }
 
 /// Evaluates `solver`; `progress(done, total)` is called after each batch of questions.
@@ -96,6 +131,16 @@ pub fn evaluate(
     anyhow::ensure!(
         options.n > 0 && options.k > 0 && options.batch > 0,
         "n, k and batch must be at least 1"
+    );
+    let samples = if options.samples == 0 {
+        options.k
+    } else {
+        options.samples
+    };
+    anyhow::ensure!(
+        samples >= options.k,
+        "samples ({samples}) must be at least k ({}): pass@k needs k completions to choose from",
+        options.k
     );
     let selected: Vec<&dyn TaskFamily> = if options.families.is_empty() {
         families().to_vec()
@@ -117,7 +162,7 @@ pub fn evaluate(
         let (mut pass1, mut passk, mut reward) = (0.0, 0.0, 0.0);
         for chunk in questions.chunks(options.batch) {
             let prompts: Vec<String> = chunk.iter().map(|q| q.prompt.clone()).collect();
-            let answers = solver.solve(&prompts, options.k)?;
+            let answers = solver.solve(&prompts, samples)?;
             anyhow::ensure!(
                 answers.len() == chunk.len(),
                 "the solver returned {} answer lists for {} prompts",
@@ -126,20 +171,19 @@ pub fn evaluate(
             );
             for (question, completions) in chunk.iter().zip(&answers) {
                 anyhow::ensure!(
-                    completions.len() == options.k,
-                    "the solver returned {} completions, expected {}",
+                    completions.len() == samples,
+                    "the solver returned {} completions, expected {samples}",
                     completions.len(),
-                    options.k
                 );
                 let verdicts: Vec<_> = completions
                     .iter()
                     .map(|c| task.verify(question, c, rewards))
                     .collect();
                 let correct = verdicts.iter().filter(|v| v.correct).count();
-                pass1 += correct as f64 / options.k as f64;
-                passk += f64::from(u8::from(correct > 0));
+                pass1 += correct as f64 / samples as f64;
+                passk += pass_at_k(samples, correct, options.k);
                 reward +=
-                    verdicts.iter().map(|v| f64::from(v.reward)).sum::<f64>() / options.k as f64;
+                    verdicts.iter().map(|v| f64::from(v.reward)).sum::<f64>() / samples as f64;
             }
             done += chunk.len();
             progress(done, total);
@@ -150,6 +194,7 @@ pub fn evaluate(
             difficulty,
             n: options.n,
             k: options.k,
+            samples,
             pass_at_1: pass1 / n,
             pass_at_k: passk / n,
             mean_reward: reward / n,
@@ -232,6 +277,81 @@ mod tests {
             noise.families.iter().map(|f| f.pass_at_1).sum::<f64>() / noise.families.len() as f64;
         assert!(mean < 0.05, "noise scored {mean}");
         assert!(noise.to_table().contains("pass@2"));
+    }
+
+    #[test]
+    fn pass_at_k_matches_the_closed_form() {
+        assert_eq!(pass_at_k(4, 0, 2), 0.0);
+        assert_eq!(pass_at_k(4, 3, 2), 1.0);
+        assert!((pass_at_k(2, 1, 1) - 0.5).abs() < 1e-12);
+        // 1 - C(3,2)/C(5,2) = 1 - 3/10.
+        assert!((pass_at_k(5, 2, 2) - 0.7).abs() < 1e-12);
+        // 1 - C(90,10)/C(100,10), from the exact integer ratio.
+        let exact = 1.0
+            - (81..=90).map(f64::from).product::<f64>()
+                / (91..=100).map(f64::from).product::<f64>();
+        assert!((pass_at_k(100, 10, 10) - exact).abs() < 1e-12);
+    }
+
+    /// Right on every other completion.
+    struct HalfRight;
+    impl Solver for HalfRight {
+        fn solve(&mut self, prompts: &[String], k: usize) -> anyhow::Result<Vec<Vec<String>>> {
+            let answers = Oracle.solve(prompts, 1)?;
+            Ok(answers
+                .into_iter()
+                .map(|mut a| {
+                    let right = a.pop().unwrap_or_default();
+                    (0..k)
+                        .map(|i| {
+                            if i % 2 == 0 {
+                                right.clone()
+                            } else {
+                                String::new()
+                            }
+                        })
+                        .collect()
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn extra_samples_feed_the_unbiased_estimator() {
+        let options = EvalOptions {
+            families: vec!["basic_arithmetic".into(), "sorting".into()],
+            n: 6,
+            k: 2,
+            samples: 4,
+            ..EvalOptions::default()
+        };
+        let report = evaluate(
+            &mut HalfRight,
+            &options,
+            &RewardConfig::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        for f in &report.families {
+            assert_eq!(f.samples, 4);
+            assert!((f.pass_at_1 - 0.5).abs() < 1e-12, "{f:?}");
+            // 1 - C(2,2)/C(4,2) = 5/6.
+            assert!((f.pass_at_k - 5.0 / 6.0).abs() < 1e-12, "{f:?}");
+        }
+        let json: EvalReport = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json, report);
+        let too_few = EvalOptions {
+            samples: 1,
+            ..options
+        };
+        let err = evaluate(
+            &mut HalfRight,
+            &too_few,
+            &RewardConfig::default(),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at least k"), "{err}");
     }
 
     #[test]

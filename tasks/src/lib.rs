@@ -10,13 +10,16 @@ pub mod answer;
 pub mod dataset;
 pub mod eval;
 mod families;
+pub mod listing;
 pub mod majority;
 mod rng;
+mod task_ref;
 
 use serde::{Deserialize, Serialize};
 
 pub use dataset::{Dataset, DatasetError};
 pub use families::{families, family};
+pub use task_ref::{TaskCatalog, TaskRef, UNLABELED_FAMILY, prompt_hash, resolve};
 
 /// A generated question with its ground truth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +154,12 @@ pub enum TaskError {
         /// Rows in the dataset.
         rows: usize,
     },
+    /// An unlabeled reference names a prompt by hash only, so there is nothing to regenerate.
+    #[error("an unlabeled task names no ground truth; check its prompt against the hash instead")]
+    Unlabeled,
+    /// The prompt that came with a reference is not the one the reference names.
+    #[error("the prompt differs from the one its task reference names")]
+    PromptMismatch,
 }
 
 /// Regenerates a procedural question, refusing unknown families and difficulties instead of clamping,

@@ -1,0 +1,230 @@
+//! Task references: how a question is named on the wire, and how a receiver turns a reference back into
+//! the prompt and ground truth without trusting the sender.
+//!
+//! [`TaskRef`] mirrors the wire protocol's reference field by field (this crate does not depend on the
+//! protocol crate; the network layer converts between the two). A procedural reference is regenerated
+//! from its family, a dataset reference is looked up in the datasets this node has loaded, and an
+//! unlabeled reference only carries a hash: its prompt is whatever the sender sent, accepted when the hash
+//! matches, and its rewards come from majority vote.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Dataset, Question, TaskError, procedural};
+
+/// Family name given to questions resolved from an unlabeled reference; their answer is empty.
+pub const UNLABELED_FAMILY: &str = "unlabeled";
+
+/// Names one question.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskRef {
+    /// A question from a task family's generator.
+    Procedural {
+        /// Family name, as in the registry.
+        family: String,
+        /// Difficulty level.
+        difficulty: u32,
+        /// Seed of the question stream.
+        seed: u64,
+        /// Position in the stream.
+        index: u64,
+    },
+    /// A row of a JSONL dataset.
+    Dataset {
+        /// blake3 of the dataset file.
+        dataset_hash: [u8; 32],
+        /// Zero-based row (blank lines are not rows).
+        row: u64,
+    },
+    /// A prompt without ground truth.
+    Unlabeled {
+        /// blake3 of the prompt's UTF-8 bytes (see [`prompt_hash`]).
+        prompt_hash: [u8; 32],
+    },
+}
+
+/// blake3 of a prompt's UTF-8 bytes, as carried by [`TaskRef::Unlabeled`].
+pub fn prompt_hash(prompt: &str) -> [u8; 32] {
+    *blake3::hash(prompt.as_bytes()).as_bytes()
+}
+
+impl TaskRef {
+    /// The reference of a procedurally generated question.
+    pub fn procedural(question: &Question) -> Self {
+        Self::Procedural {
+            family: question.family.clone(),
+            difficulty: question.difficulty,
+            seed: question.seed,
+            index: question.index,
+        }
+    }
+
+    /// The reference of an unlabeled prompt.
+    pub fn unlabeled(prompt: &str) -> Self {
+        Self::Unlabeled {
+            prompt_hash: prompt_hash(prompt),
+        }
+    }
+}
+
+/// The datasets a node can resolve references into, keyed by their hash.
+#[derive(Debug, Clone, Default)]
+pub struct TaskCatalog {
+    datasets: BTreeMap<[u8; 32], Dataset>,
+}
+
+impl TaskCatalog {
+    /// A catalog that resolves procedural references only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `dataset` resolvable; returns its hash. Adding the same file twice keeps one copy.
+    pub fn add_dataset(&mut self, dataset: Dataset) -> [u8; 32] {
+        let hash = dataset.hash();
+        self.datasets.insert(hash, dataset);
+        hash
+    }
+
+    /// The loaded dataset with this hash.
+    pub fn dataset(&self, hash: &[u8; 32]) -> Option<&Dataset> {
+        self.datasets.get(hash)
+    }
+
+    /// Regenerates the question a labeled reference names. Unlabeled references name no ground truth and
+    /// are refused here; use [`TaskCatalog::check`] with the prompt that came with them.
+    pub fn resolve(&self, task: &TaskRef) -> Result<Question, TaskError> {
+        match task {
+            TaskRef::Procedural {
+                family,
+                difficulty,
+                seed,
+                index,
+            } => procedural(family, *difficulty, *seed, *index),
+            TaskRef::Dataset { dataset_hash, row } => self
+                .datasets
+                .get(dataset_hash)
+                .ok_or_else(|| TaskError::UnknownDataset(hex::encode(dataset_hash)))?
+                .question(*row),
+            TaskRef::Unlabeled { .. } => Err(TaskError::Unlabeled),
+        }
+    }
+
+    /// Checks that `prompt` is the one `task` names and returns the question to score against. For an
+    /// unlabeled reference that is a question with an empty answer (family [`UNLABELED_FAMILY`]), to be
+    /// scored by majority vote.
+    pub fn check(&self, task: &TaskRef, prompt: &str) -> Result<Question, TaskError> {
+        let question = match task {
+            TaskRef::Unlabeled { prompt_hash: hash } => {
+                if prompt_hash(prompt) != *hash {
+                    return Err(TaskError::PromptMismatch);
+                }
+                Question {
+                    family: UNLABELED_FAMILY.to_owned(),
+                    difficulty: 0,
+                    seed: 0,
+                    index: 0,
+                    prompt: prompt.to_owned(),
+                    answer: String::new(),
+                }
+            }
+            labeled => self.resolve(labeled)?,
+        };
+        if question.prompt != prompt {
+            return Err(TaskError::PromptMismatch);
+        }
+        Ok(question)
+    }
+}
+
+/// Regenerates the question a procedural reference names (no datasets loaded). Nodes that load datasets
+/// use [`TaskCatalog::resolve`].
+pub fn resolve(task: &TaskRef) -> Result<Question, TaskError> {
+    TaskCatalog::new().resolve(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family;
+
+    #[test]
+    fn procedural_references_round_trip() {
+        let question = family("countdown").unwrap().generate(2, 41, 9);
+        let task = TaskRef::procedural(&question);
+        assert_eq!(resolve(&task).unwrap(), question);
+        let catalog = TaskCatalog::new();
+        assert_eq!(catalog.check(&task, &question.prompt).unwrap(), question);
+        assert_eq!(
+            catalog.check(&task, &format!("{} ", question.prompt)),
+            Err(TaskError::PromptMismatch)
+        );
+    }
+
+    #[test]
+    fn references_a_node_cannot_honour_are_errors() {
+        let unknown = TaskRef::Procedural {
+            family: "poetry".into(),
+            difficulty: 0,
+            seed: 0,
+            index: 0,
+        };
+        assert_eq!(
+            resolve(&unknown),
+            Err(TaskError::UnknownFamily("poetry".into()))
+        );
+        let too_hard = TaskRef::Procedural {
+            family: "basic_arithmetic".into(),
+            difficulty: 1000,
+            seed: 0,
+            index: 0,
+        };
+        assert!(matches!(
+            resolve(&too_hard),
+            Err(TaskError::Difficulty { .. })
+        ));
+        let dataset = TaskRef::Dataset {
+            dataset_hash: [7; 32],
+            row: 0,
+        };
+        assert!(matches!(
+            resolve(&dataset),
+            Err(TaskError::UnknownDataset(_))
+        ));
+        assert_eq!(
+            resolve(&TaskRef::unlabeled("hi")),
+            Err(TaskError::Unlabeled)
+        );
+    }
+
+    #[test]
+    fn dataset_and_unlabeled_references_resolve_through_the_catalog() {
+        let bytes = b"{\"question\": \"What is 2+2?\", \"answer\": 4}\n\n{\"question\": \"Capital of France?\", \"answer\": \"Paris\"}\n";
+        let mut catalog = TaskCatalog::new();
+        let hash = catalog.add_dataset(Dataset::from_bytes("mini.jsonl", bytes).unwrap());
+        let row = TaskRef::Dataset {
+            dataset_hash: hash,
+            row: 1,
+        };
+        let question = catalog.check(&row, "Capital of France?").unwrap();
+        assert_eq!(question.answer, "Paris");
+        assert!(matches!(
+            catalog.resolve(&TaskRef::Dataset {
+                dataset_hash: hash,
+                row: 2
+            }),
+            Err(TaskError::Row { rows: 2, .. })
+        ));
+        let unlabeled = TaskRef::unlabeled("Name a prime.");
+        let question = catalog.check(&unlabeled, "Name a prime.").unwrap();
+        assert_eq!(
+            (question.family.as_str(), question.answer.as_str()),
+            (UNLABELED_FAMILY, "")
+        );
+        assert_eq!(
+            catalog.check(&unlabeled, "Name a prime!"),
+            Err(TaskError::PromptMismatch)
+        );
+    }
+}
