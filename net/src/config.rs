@@ -1,0 +1,95 @@
+//! Settings of one node's network stack.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use swarm_protocol::{Limits, StalenessWindow};
+
+/// Everything the network layer needs to know before it starts. Plain data with defaults suited to
+/// a public network; tests shorten the heartbeat and listen on loopback.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Name of the network; selects the gossip topic, the Kademlia protocol and the network id
+    /// bundles must carry, so that different networks never mix.
+    pub network_name: String,
+    /// Addresses to listen on, for example `/ip4/0.0.0.0/tcp/0` and `/ip4/0.0.0.0/udp/0/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialled at start and re-dialled while the node has no peers. Each must end in
+    /// `/p2p/<peer id>` to be added to the routing table.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Local mode: mDNS discovery on the LAN.
+    pub local_mode: bool,
+    /// Most established connections in total.
+    pub max_connections: u32,
+    /// Most established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Bundles one author may have accepted per minute (token bucket, burst of the same size).
+    pub author_quota_per_minute: u32,
+    /// Messages one forwarding peer may send us per minute before the rest are ignored.
+    pub peer_quota_per_minute: u32,
+    /// Message ids remembered for duplicate detection; the oldest are forgotten first.
+    pub dedup_capacity: usize,
+    /// How old (or how far ahead) a bundle may be.
+    pub staleness: StalenessWindow,
+    /// Size and structure limits of accepted bundles.
+    pub limits: Limits,
+    /// Gossipsub heartbeat; one second on real networks, shorter in tests.
+    pub heartbeat: Duration,
+    /// How long an idle connection stays open.
+    pub idle_timeout: Duration,
+    /// How often the node re-dials bootstrap peers while it has none.
+    pub redial_interval: Duration,
+    /// Capacity of the channel of events to the learner; when it is full, bundles are dropped
+    /// (and counted) rather than stalling the network loop.
+    pub event_capacity: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            network_name: "swarm-demo".into(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .expect("valid literal multiaddr"),
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .expect("valid literal multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            local_mode: false,
+            max_connections: 128,
+            max_connections_per_peer: 2,
+            author_quota_per_minute: 120,
+            peer_quota_per_minute: 2400,
+            dedup_capacity: 65_536,
+            staleness: StalenessWindow {
+                max_age_ms: 10 * 60_000,
+                max_future_skew_ms: 30_000,
+            },
+            limits: Limits::default(),
+            heartbeat: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
+            redial_interval: Duration::from_secs(10),
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl NetConfig {
+    /// A configuration for tests and single-machine demos: loopback TCP on an ephemeral port, a
+    /// fast heartbeat, no mDNS.
+    pub fn loopback(network_name: &str) -> Self {
+        NetConfig {
+            network_name: network_name.into(),
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0"
+                    .parse()
+                    .expect("valid literal multiaddr"),
+            ],
+            heartbeat: Duration::from_millis(100),
+            redial_interval: Duration::from_millis(500),
+            ..NetConfig::default()
+        }
+    }
+}

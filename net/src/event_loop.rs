@@ -1,0 +1,395 @@
+//! The single task that owns the libp2p swarm: it runs commands from [`crate::NetHandle`],
+//! validates every gossip message and reports its outcome, and keeps the node connected.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, tcp, yamux};
+use swarm_protocol::{
+    Digest, IgnoreReason, MessageId, Validation, ValidationContext, network_id, topic, validate,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::behaviour::{
+    self, GRAYLIST_THRESHOLD, MAX_TRANSMIT_BYTES, NodeBehaviour, NodeBehaviourEvent,
+};
+use crate::config::NetConfig;
+use crate::state::{BoundedSet, RateLimiter, TaskChecker, ValidationState};
+use crate::{Command, NetEvent, NetHandle, NetStats};
+
+/// Commands are few and small; a short queue is enough and pushes back on a runaway caller.
+const COMMAND_CAPACITY: usize = 64;
+
+pub(crate) async fn start(
+    config: NetConfig,
+    seed: [u8; 32],
+    task_check: TaskChecker,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>)> {
+    let mut seed = seed;
+    let key = Keypair::ed25519_from_bytes(&mut seed)
+        .map_err(|err| anyhow!("the node seed is not a valid ed25519 secret key: {err}"))?;
+    let peer_id = key.public().to_peer_id();
+    let node_behaviour = behaviour::build(&key, &config)?;
+    let idle_timeout = config.idle_timeout;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .context("cannot set up the TCP transport")?
+        .with_quic()
+        .with_dns()
+        .context("cannot set up DNS resolution (is /etc/resolv.conf readable?)")?
+        .with_behaviour(|_| node_behaviour)
+        .map_err(|err| anyhow!("cannot assemble the network behaviour: {err}"))?
+        .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(idle_timeout))
+        .build();
+
+    let gossip_topic = IdentTopic::new(topic(&config.network_name));
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&gossip_topic)
+        .map_err(|err| anyhow!("cannot subscribe to {gossip_topic}: {err}"))?;
+    for address in &config.listen {
+        swarm.listen_on(address.clone()).with_context(|| {
+            format!(
+                "cannot listen on {address}; check the --listen address and that the port is free"
+            )
+        })?;
+    }
+    for address in &config.bootstrap {
+        add_bootstrap_peer(&mut swarm, address);
+    }
+    if !config.bootstrap.is_empty() {
+        // Fails only when no peer is known, which add_bootstrap_peer already warned about.
+        let _ = swarm.behaviour_mut().kademlia.bootstrap();
+    }
+
+    let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
+    let (event_sender, events) = mpsc::channel(config.event_capacity.max(1));
+    let stats = Arc::new(Mutex::new(NetStats::default()));
+    let state = ValidationState {
+        seen_ids: BoundedSet::new(config.dedup_capacity),
+        seen_sequences: BoundedSet::new(config.dedup_capacity),
+        authors: RateLimiter::new(config.author_quota_per_minute),
+        task_check,
+        now: Instant::now(),
+    };
+    let event_loop = EventLoop {
+        network_id: network_id(&config.network_name),
+        peers: RateLimiter::new(config.peer_quota_per_minute),
+        config,
+        swarm,
+        topic: gossip_topic,
+        state,
+        stats: stats.clone(),
+        events: event_sender,
+        local_peer_id: peer_id,
+    };
+    tokio::spawn(event_loop.run(commands));
+    info!(%peer_id, "network layer started");
+    Ok((
+        NetHandle {
+            peer_id,
+            commands: command_sender,
+            stats,
+        },
+        events,
+    ))
+}
+
+/// Adds a bootstrap address to the routing table (when it names its peer) and dials it.
+fn add_bootstrap_peer(swarm: &mut Swarm<NodeBehaviour>, address: &Multiaddr) {
+    match address.iter().last() {
+        Some(Protocol::P2p(peer)) => {
+            swarm
+                .behaviour_mut()
+                .kademlia
+                .add_address(&peer, address.clone());
+        }
+        _ => warn!(
+            %address,
+            "bootstrap address has no /p2p/<peer id> suffix; dialling it, but it cannot seed the DHT"
+        ),
+    }
+    if let Err(err) = swarm.dial(address.clone()) {
+        warn!(%address, "cannot dial bootstrap peer: {err}");
+    }
+}
+
+struct EventLoop {
+    config: NetConfig,
+    network_id: Digest,
+    swarm: Swarm<NodeBehaviour>,
+    topic: IdentTopic,
+    state: ValidationState,
+    peers: RateLimiter<PeerId>,
+    stats: Arc<Mutex<NetStats>>,
+    events: mpsc::Sender<NetEvent>,
+    local_peer_id: PeerId,
+}
+
+impl EventLoop {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut redial = tokio::time::interval(self.config.redial_interval);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    Some(Command::Publish(envelope, reply)) => {
+                        let _ = reply.send(self.publish(envelope));
+                    }
+                    Some(Command::Dial(address, reply)) => {
+                        let _ = reply.send(
+                            self.swarm
+                                .dial(address.clone())
+                                .with_context(|| format!("cannot dial {address}")),
+                        );
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                _ = redial.tick() => self.redial_if_alone(),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&self.topic);
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        info!(peer_id = %self.local_peer_id, "network layer stopped");
+    }
+
+    fn redial_if_alone(&mut self) {
+        if self.config.bootstrap.is_empty() || self.swarm.connected_peers().next().is_some() {
+            return;
+        }
+        warn!(
+            bootstrap = ?self.config.bootstrap,
+            retry_in = ?self.config.redial_interval,
+            "no peers connected and no bootstrap peer reachable; the node keeps running alone and retries"
+        );
+        let addresses = self.config.bootstrap.clone();
+        for address in &addresses {
+            add_bootstrap_peer(&mut self.swarm, address);
+        }
+    }
+
+    fn publish(&mut self, envelope: swarm_protocol::SignedEnvelope) -> Result<MessageId> {
+        let bytes = envelope.to_bytes();
+        let limit = self
+            .config
+            .limits
+            .max_envelope_bytes
+            .min(MAX_TRANSMIT_BYTES);
+        if bytes.len() > limit {
+            return Err(anyhow!(
+                "envelope of {} bytes exceeds the {limit}-byte limit; publish smaller bundles",
+                bytes.len()
+            ));
+        }
+        let id = MessageId::of_envelope_bytes(&bytes).ok_or_else(|| {
+            anyhow!("envelope is malformed: no payload to derive a message id from")
+        })?;
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), bytes)
+            .map_err(|err| anyhow!("cannot publish bundle {id}: {err}"))?;
+        self.state.seen_ids.insert(id);
+        self.update_stats(|stats| stats.published += 1);
+        Ok(id)
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let address = address.with(Protocol::P2p(self.local_peer_id));
+                info!(%address, "listening");
+                self.update_stats(|stats| stats.listen_addrs.push(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = address.with(Protocol::P2p(self.local_peer_id));
+                self.update_stats(|stats| stats.listen_addrs.retain(|known| *known != address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 {
+                    debug!(%peer_id, "peer connected");
+                    self.refresh_peer_count();
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    debug!(%peer_id, "peer disconnected");
+                    self.refresh_peer_count();
+                    self.emit(NetEvent::PeerDisconnected(peer_id));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(?peer_id, "outgoing connection failed: {error}");
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, &message.data),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { .. } | gossipsub::Event::Unsubscribed { .. },
+            )) => self.refresh_peer_count(),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Only peers that speak this network's DHT protocol go into the routing table.
+                let kad_protocol = behaviour::kademlia_protocol(&self.config.network_name);
+                if kad_protocol.is_ok_and(|protocol| info.protocols.contains(&protocol)) {
+                    for address in info.listen_addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kademlia
+                            .add_address(&peer_id, address);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer_id, address) in found {
+                    if self.swarm.is_connected(&peer_id) {
+                        continue;
+                    }
+                    if let Err(err) = self.swarm.dial(address.clone()) {
+                        debug!(%peer_id, %address, "cannot dial mDNS peer: {err}");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, gossip_id: gossipsub::MessageId, data: &[u8]) {
+        let now = Instant::now();
+        self.state.now = now;
+        let outcome = if !self.peers.try_spend(&source, now) {
+            Validation::Ignore(IgnoreReason::OverQuota)
+        } else {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64);
+            let context = ValidationContext {
+                network_id: self.network_id,
+                limits: &self.config.limits,
+                now_ms,
+                staleness: self.config.staleness,
+                hooks: &self.state,
+            };
+            validate(data, &context)
+        };
+        let acceptance = match &outcome {
+            Validation::Accept(_) => MessageAcceptance::Accept,
+            Validation::Ignore(_) => MessageAcceptance::Ignore,
+            Validation::Reject(_) => MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&gossip_id, &source, acceptance);
+        let name = outcome.as_str();
+        if !matches!(outcome, Validation::Accept(_)) {
+            debug!(%source, outcome = name, "gossip message not accepted");
+        }
+        if matches!(outcome, Validation::Reject(_)) {
+            self.disconnect_if_graylisted(source);
+        }
+        self.update_stats(|stats| *stats.outcomes.entry(name.to_owned()).or_default() += 1);
+        if let Validation::Accept(accepted) = outcome {
+            self.state.record(
+                accepted.message_id,
+                accepted.signer,
+                accepted.bundle.sequence,
+            );
+            self.update_stats(|stats| stats.accepted += 1);
+            self.emit(NetEvent::Bundle {
+                bundle: accepted,
+                source,
+                received_at: SystemTime::now(),
+            });
+        }
+    }
+
+    /// Gossipsub already ignores a graylisted peer; closing its connections also frees the slot
+    /// and the bandwidth it was wasting. Its score is retained, so reconnecting does not reset it.
+    fn disconnect_if_graylisted(&mut self, peer: PeerId) {
+        let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
+        if score.is_some_and(|score| score < GRAYLIST_THRESHOLD) {
+            warn!(%peer, ?score, "disconnecting a peer that keeps sending invalid messages");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.update_stats(|stats| stats.graylisted_disconnects += 1);
+        }
+    }
+
+    /// Hands an event to the learner without ever blocking the network loop: a learner that
+    /// falls behind loses bundles (counted), not connections.
+    fn emit(&mut self, event: NetEvent) {
+        if self.events.try_send(event).is_err() {
+            self.update_stats(|stats| stats.dropped_events += 1);
+        }
+    }
+
+    fn refresh_peer_count(&mut self) {
+        let count = self.swarm.connected_peers().count();
+        let topic = self.topic.hash();
+        let topic_peers = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&topic))
+            .count();
+        self.update_stats(|stats| {
+            stats.connected_peers = count;
+            stats.topic_peers = topic_peers;
+        });
+    }
+
+    fn update_stats(&self, update: impl FnOnce(&mut NetStats)) {
+        let mut stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        update(&mut stats);
+    }
+}

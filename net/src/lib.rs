@@ -1,0 +1,168 @@
+//! The peer-to-peer layer of a swarm node: libp2p transports, discovery and gossipsub carrying
+//! signed rollout bundles, with every received message validated before it is forwarded or
+//! handed to the learner.
+//!
+//! [`spawn`] starts one event-loop task and returns a [`NetHandle`] to command it and a bounded
+//! channel of [`NetEvent`]s. Each gossip message goes through [`swarm_protocol::validate`] with
+//! this node's state (seen messages, staleness window, per-author and per-peer quotas, the task
+//! check the caller supplies); the outcome is reported to gossipsub, which forwards only accepted
+//! messages and penalises peers that send rejected ones, and counted by its stable reason name.
+//! Rewards inside bundles are never trusted here: the learner rescores every completion.
+
+mod behaviour;
+mod config;
+mod event_loop;
+mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use libp2p::{Multiaddr, PeerId};
+use swarm_protocol::{MessageId, SignedEnvelope, ValidatedBundle};
+use tokio::sync::{mpsc, oneshot};
+
+pub use behaviour::MAX_TRANSMIT_BYTES;
+pub use config::NetConfig;
+pub use state::TaskChecker;
+
+/// What the network layer tells the learner.
+#[derive(Clone, Debug)]
+pub enum NetEvent {
+    /// A bundle from another node passed every check.
+    Bundle {
+        /// The validated bundle.
+        bundle: ValidatedBundle,
+        /// The peer that forwarded it to us (not necessarily its author).
+        source: PeerId,
+        /// When this node received it.
+        received_at: SystemTime,
+    },
+    /// A connection to a new peer was established.
+    PeerConnected(PeerId),
+    /// The last connection to a peer closed.
+    PeerDisconnected(PeerId),
+}
+
+/// Counters of the network layer, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Validation outcomes of received gossip messages by stable name: `accept`, or the
+    /// [`swarm_protocol::RejectReason`] / [`swarm_protocol::IgnoreReason`] name.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Bundles this node published.
+    pub published: u64,
+    /// Bundles received and accepted.
+    pub accepted: u64,
+    /// Times a peer was disconnected because invalid messages pushed its score below the graylist
+    /// threshold.
+    pub graylisted_disconnects: u64,
+    /// Accepted bundles dropped because the learner's event channel was full.
+    pub dropped_events: u64,
+    /// Peers currently connected.
+    pub connected_peers: usize,
+    /// Connected peers subscribed to this network's gossip topic.
+    pub topic_peers: usize,
+    /// Addresses this node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+impl NetStats {
+    /// How many received messages ended with this outcome name.
+    pub fn outcome(&self, name: &str) -> u64 {
+        self.outcomes.get(name).copied().unwrap_or(0)
+    }
+}
+
+pub(crate) enum Command {
+    Publish(SignedEnvelope, oneshot::Sender<Result<MessageId>>),
+    Dial(Multiaddr, oneshot::Sender<Result<()>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Commands a running network layer. Cheap to clone; every clone talks to the same event loop.
+#[derive(Clone)]
+pub struct NetHandle {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    stats: Arc<Mutex<NetStats>>,
+}
+
+impl NetHandle {
+    /// This node's libp2p peer id (derived from its ed25519 seed).
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Publishes a signed bundle on the network's topic. Fails if the event loop stopped, if the
+    /// envelope is larger than the transport allows, or if no peer subscribes to the topic yet
+    /// (the caller may retry or drop it; bundles are perishable).
+    pub async fn publish(&self, envelope: SignedEnvelope) -> Result<MessageId> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Publish(envelope, reply)).await?;
+        answer
+            .await
+            .context("network event loop stopped before publishing")?
+    }
+
+    /// Dials an address (for example a bootstrap peer learnt after start).
+    pub async fn dial(&self, address: Multiaddr) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Dial(address, reply)).await?;
+        answer
+            .await
+            .context("network event loop stopped before dialling")?
+    }
+
+    /// Addresses the node listens on, with `/p2p/<peer id>` appended so others can dial them.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.stats_snapshot().listen_addrs
+    }
+
+    /// Peers currently connected.
+    pub fn peer_count(&self) -> usize {
+        self.stats_snapshot().connected_peers
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> NetStats {
+        self.stats_snapshot()
+    }
+
+    /// Stops the event loop, closing every connection; returns once it has stopped.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Shutdown(reply)).await?;
+        answer
+            .await
+            .context("network event loop stopped before acknowledging shutdown")
+    }
+
+    fn stats_snapshot(&self) -> NetStats {
+        // A poisoned lock only means the event loop panicked mid-update; the counters are still
+        // the best information there is.
+        self.stats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    async fn send(&self, command: Command) -> Result<()> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| anyhow::anyhow!("network event loop has stopped"))
+    }
+}
+
+/// Starts the network layer of a node whose identity is the ed25519 `seed`, and returns its
+/// handle and the channel of events for the learner. `task_check` regenerates the prompt of a
+/// task reference and compares it with the received one.
+pub async fn spawn(
+    config: NetConfig,
+    seed: [u8; 32],
+    task_check: TaskChecker,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>)> {
+    event_loop::start(config, seed, task_check).await
+}
