@@ -241,23 +241,19 @@ impl EventLoop {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 {
-                    debug!(%peer_id, "peer connected");
-                    self.refresh_peer_count();
-                    self.emit(NetEvent::PeerConnected(peer_id));
-                }
+            } if num_established.get() == 1 => {
+                debug!(%peer_id, "peer connected");
+                self.refresh_peer_count();
+                self.emit(NetEvent::PeerConnected(peer_id));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    debug!(%peer_id, "peer disconnected");
-                    self.refresh_peer_count();
-                    self.emit(NetEvent::PeerDisconnected(peer_id));
-                }
+                debug!(%peer_id, "peer disconnected");
+                self.refresh_peer_count();
+                self.emit(NetEvent::PeerDisconnected(peer_id));
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, "outgoing connection failed: {error}");
