@@ -7,10 +7,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::{AdamW, AdamWConfig, Policy, SampleOptions, TokenSequence};
+use crate::{AdamW, AdamWConfig, ModelConfig, Policy, SampleOptions, TokenSequence};
 
 /// Shapes and repetitions of a benchmark.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BenchShape {
     /// Sequences per batch.
     pub batch: usize,
@@ -43,6 +43,23 @@ pub struct BenchReport {
     pub seconds_per_iteration: f64,
     /// Tokens per second: generated tokens for sampling; all tokens of the batch for training.
     pub tokens_per_second: f64,
+    /// Estimated useful arithmetic rate: matrix-multiply FLOPs of the work (forward only for
+    /// sampling, forward plus twice that for backward in training) per second, in GFLOP/s.
+    pub gflop_per_second: f64,
+}
+
+/// Matrix-multiply FLOPs of one forward token attending to `context` earlier tokens: two per weight
+/// of every projection and of the output head, plus the attention scores and the weighted sum.
+pub fn forward_flops_per_token(config: &ModelConfig, context: usize) -> f64 {
+    let (h, hd) = (config.hidden_size as f64, config.head_dim as f64);
+    let (q, kv) = (
+        config.num_attention_heads as f64 * hd,
+        config.num_key_value_heads as f64 * hd,
+    );
+    let projections = h * q + 2.0 * h * kv + q * h + 3.0 * h * config.intermediate_size as f64;
+    let attention = 2.0 * q * context as f64;
+    let layers = config.num_hidden_layers as f64 * (projections + attention);
+    2.0 * (layers + h * config.vocab_size as f64)
 }
 
 fn prompt(policy: &Policy, tokens: usize) -> Result<Vec<u32>> {
@@ -64,6 +81,11 @@ fn report(
     tokens: usize,
 ) -> BenchReport {
     let per_iteration = seconds / shape.iterations as f64;
+    // Tokens attend on average to half the sequence.
+    let context = (shape.prompt_tokens + shape.new_tokens) / 2;
+    let passes = if kind == "train" { 3.0 } else { 1.0 };
+    let flops =
+        passes * forward_flops_per_token(policy.config(), context) * tokens as f64 / per_iteration;
     BenchReport {
         kind,
         batch: shape.batch,
@@ -74,13 +96,14 @@ fn report(
         parameters: policy.config().parameter_count(),
         seconds_per_iteration: per_iteration,
         tokens_per_second: tokens as f64 / per_iteration,
+        gflop_per_second: flops / 1e9,
     }
 }
 
 /// Batched sampling: every sequence generates exactly `new_tokens` tokens (no stop tokens).
 pub fn bench_sample(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
     let prompts = vec![prompt(policy, shape.prompt_tokens)?; shape.batch];
-    // Without stop tokens every sequence runs to the limit, so the work per run is fixed.
+    // With end-of-sequence ignored every sequence runs to the limit, so the work per run is fixed.
     let options = SampleOptions {
         max_new_tokens: shape.new_tokens,
         ignore_eos: true,

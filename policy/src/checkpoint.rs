@@ -98,7 +98,6 @@ pub fn save(
     // A checkpoint is also a complete model directory (config, tokenizer, weights) that `eval`,
     // `logprobs` and `--model` accept.
     policy.save(&tmp)?;
-    let weights = tmp.join("model.safetensors");
     let optimizer_path = tmp.join("optimizer.safetensors");
     candle_core::safetensors::save(&moments, &optimizer_path)?;
     let state = CheckpointState {
@@ -109,14 +108,8 @@ pub fn save(
     };
     let state_path = tmp.join("state.json");
     fs::write(&state_path, serde_json::to_vec_pretty(&state)?)?;
-    for file in [
-        &weights,
-        &optimizer_path,
-        &state_path,
-        &tmp.join("config.json"),
-        &tmp.join("tokenizer.json"),
-    ] {
-        sync_file(file)?;
+    for entry in fs::read_dir(&tmp)? {
+        sync_file(&entry?.path())?;
     }
     sync_dir(&tmp)?;
     let target = root.join(&name);

@@ -76,15 +76,39 @@ impl ModelConfig {
                 "model_type `{other}` is not supported; this decoder implements `qwen2` and `llama`"
             ),
         };
-        if let Some(scaling) = get("rope_scaling") {
-            bail!(
-                "`rope_scaling` = {scaling} is not supported (only plain RoPE is implemented); \
-                 use a checkpoint without rope scaling"
-            );
+        // Older configs keep RoPE settings in `rope_theta` + `rope_scaling`; newer ones in
+        // `rope_parameters`. Only the unscaled ("default") rotation is implemented.
+        let mut rope_theta = get("rope_theta").and_then(serde_json::Value::as_f64);
+        for key in ["rope_scaling", "rope_parameters"] {
+            let Some(rope) = get(key) else { continue };
+            let kind = rope
+                .get("rope_type")
+                .or_else(|| rope.get("type"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("default");
+            if kind != "default" {
+                bail!(
+                    "`{key}` asks for rope type `{kind}`, which is not supported (only plain RoPE is \
+                     implemented); use a checkpoint without rope scaling"
+                );
+            }
+            if let Some(theta) = rope.get("rope_theta").and_then(serde_json::Value::as_f64) {
+                rope_theta = Some(theta);
+            }
         }
         let sliding = get("use_sliding_window").and_then(serde_json::Value::as_bool) == Some(true);
-        if sliding || (model_type == "mistral" && get("sliding_window").is_some()) {
-            bail!("sliding-window attention is not supported; `use_sliding_window` must be false");
+        let sliding_layers = get("layer_types")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|types| types.iter().any(|t| t.as_str() != Some("full_attention")));
+        if sliding || sliding_layers || (model_type == "mistral" && get("sliding_window").is_some())
+        {
+            bail!(
+                "sliding-window attention is not supported (`use_sliding_window` or `layer_types` \
+                 asks for it); every layer must use full attention"
+            );
+        }
+        if get("mlp_bias").and_then(serde_json::Value::as_bool) == Some(true) {
+            bail!("`mlp_bias` = true is not supported; the MLP projections have no bias");
         }
         for key in ["num_local_experts", "num_experts", "moe_intermediate_size"] {
             if get(key).is_some() {
@@ -123,9 +147,7 @@ impl ModelConfig {
             num_key_value_heads,
             head_dim,
             max_position_embeddings: usize_of("max_position_embeddings")?,
-            rope_theta: get("rope_theta")
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(10_000.0),
+            rope_theta: rope_theta.unwrap_or(10_000.0),
             rms_norm_eps: get("rms_norm_eps")
                 .and_then(serde_json::Value::as_f64)
                 .unwrap_or(1e-6),
@@ -178,6 +200,13 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// blake3 of this configuration serialized as JSON in field order: equal for equal
+    /// architectures whatever the layout of the `config.json` they came from.
+    pub fn canonical_hash(&self) -> [u8; 32] {
+        let bytes = serde_json::to_vec(self).expect("a config always serializes");
+        *blake3::hash(&bytes).as_bytes()
+    }
+
     /// Trainable parameters of a model with this configuration.
     pub fn parameter_count(&self) -> usize {
         let (h, i, hd) = (self.hidden_size, self.intermediate_size, self.head_dim);
@@ -215,6 +244,11 @@ mod tests {
         let llama = ModelConfig::from_json(&llama).unwrap();
         assert!(!llama.attention_bias);
         assert_eq!(llama.eos_token_ids, [2, 3]);
+        let mut newer = base();
+        newer["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 123.0});
+        newer["layer_types"] = json!(["full_attention", "full_attention"]);
+        newer["rope_scaling"] = serde_json::Value::Null;
+        assert_eq!(ModelConfig::from_json(&newer).unwrap().rope_theta, 123.0);
     }
 
     #[test]
@@ -225,7 +259,18 @@ mod tests {
                 json!({"rope_type": "yarn", "factor": 4.0}),
                 "rope_scaling",
             ),
+            (
+                "rope_parameters",
+                json!({"rope_type": "llama3", "rope_theta": 5e5}),
+                "llama3",
+            ),
             ("use_sliding_window", json!(true), "sliding-window"),
+            (
+                "layer_types",
+                json!(["full_attention", "sliding_attention"]),
+                "sliding-window",
+            ),
+            ("mlp_bias", json!(true), "mlp_bias"),
             ("num_experts", json!(8), "mixture-of-experts"),
             ("model_type", json!("gpt2"), "gpt2"),
             ("num_key_value_heads", json!(3), "multiple"),

@@ -1,35 +1,95 @@
 //! The policy every swarm node runs: a Llama/Qwen2-family decoder in candle that samples with behaviour
 //! log-probs and trains through a forward pass in which every operation carries gradients.
+//!
+//! A typical training step of a learner:
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use rand::SeedableRng;
+//! use swarm_policy::{AdamW, AdamWConfig, Policy, SampleOptions, TokenSequence};
+//!
+//! let device = swarm_policy::default_device()?;
+//! let policy = Policy::load(std::path::Path::new("configs/models/tiny"), &device)?;
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+//! let prompt = policy.encode(&policy.render_prompt("What is 2+3?")?)?;
+//! let options = SampleOptions::default();
+//! let samples = policy.sample(std::slice::from_ref(&prompt), &options, &mut rng)?;
+//! let batch = vec![TokenSequence { prompt, completion: samples[0].token_ids.clone() }];
+//! let scored = policy.sequence_logprobs_under(&batch, &options)?;
+//! let loss = (scored.logprobs * &scored.mask)?.sum_all()?.neg()?;
+//! let mut optimizer = AdamW::new(policy.varmap(), AdamWConfig::default())?;
+//! let mut grads = optimizer.zero_grads();
+//! optimizer.accumulate(&mut grads, &loss.backward()?)?;
+//! optimizer.clip(&mut grads, 1.0)?;
+//! optimizer.step(&grads, 1e-4)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod model;
 pub mod optim;
+pub mod prompt;
 pub mod sampler;
+pub mod train;
 mod weights;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
-use candle_core::{D, DType, Device, Tensor};
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 pub use config::ModelConfig;
 pub use model::{Decoder, KvCache};
 pub use optim::{AdamW, AdamWConfig, Gradients, LrSchedule};
+pub use prompt::ChatTemplate;
 pub use sampler::{Sample, SampleOptions};
+pub use train::{SequenceLogprobs, TokenLogprobs, TokenSequence};
 
 /// The device selected by the build: the first CUDA GPU with the `cuda` feature, else the CPU.
 pub fn default_device() -> Result<Device> {
     #[cfg(feature = "cuda")]
     {
-        if let Ok(device) = Device::new_cuda(0) {
-            return Ok(device);
+        match Device::new_cuda(0) {
+            Ok(device) => return Ok(device),
+            Err(err) => {
+                tracing::warn!("built with CUDA but no GPU is usable ({err}); running on the CPU")
+            }
         }
-        tracing::warn!("built with CUDA but no GPU is usable; running on the CPU");
     }
     Ok(Device::Cpu)
+}
+
+/// Files of a model directory besides config, tokenizer and weights that [`Policy::save`] copies
+/// verbatim.
+const TOKENIZER_SIDE_FILES: [&str; 3] = [
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "generation_config.json",
+];
+
+/// End-of-sequence ids from `generation_config.json` (instruct models list their end-of-turn token
+/// there), or none when the file is absent.
+fn generation_eos_ids(dir: &Path) -> Result<Vec<u32>> {
+    let path = dir.join("generation_config.json");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(match value.get("eos_token_id") {
+        Some(serde_json::Value::Array(ids)) => ids
+            .iter()
+            .filter_map(|v| v.as_u64().map(|v| v as u32))
+            .collect(),
+        Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+        None => Vec::new(),
+    })
 }
 
 /// A model with its tokenizer and trainable variables.
@@ -39,42 +99,9 @@ pub struct Policy {
     tokenizer: tokenizers::Tokenizer,
     config_json: serde_json::Value,
     tokenizer_bytes: Vec<u8>,
+    side_files: Vec<(&'static str, Vec<u8>)>,
+    chat_template: Option<ChatTemplate>,
     pad_id: u32,
-}
-
-/// One training sequence: a prompt and the completion whose tokens are scored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenSequence {
-    /// Prompt token ids (at least one).
-    pub prompt: Vec<u32>,
-    /// Completion token ids.
-    pub completion: Vec<u32>,
-}
-
-/// Per-token results of the training forward over completion tokens, right-padded to the longest
-/// completion of the batch.
-pub struct SequenceLogprobs {
-    /// `(B, C)` log-probs of each completion token; carries gradients to every parameter.
-    pub logprobs: Tensor,
-    /// `(B, C)` 1.0 where a completion token exists, 0.0 on padding.
-    pub mask: Tensor,
-    /// `(B, C)` entropy of the predicted distribution at each completion token (no gradient).
-    pub entropy: Tensor,
-}
-
-/// The per-token log-probs of a completion, as `swarm-node logprobs` prints them.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenLogprobs {
-    /// Prompt token ids.
-    pub prompt_ids: Vec<u32>,
-    /// Completion token ids.
-    pub completion_ids: Vec<u32>,
-    /// Text of each completion token.
-    pub tokens: Vec<String>,
-    /// Log-prob of each completion token given everything before it.
-    pub logprobs: Vec<f32>,
-    /// Sum of the log-probs.
-    pub total: f64,
 }
 
 impl Policy {
@@ -100,8 +127,11 @@ impl Policy {
             .with_context(|| format!("cannot read {}", config_path.display()))?;
         let config_json: serde_json::Value = serde_json::from_str(&config_text)
             .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
-        let config = ModelConfig::from_json(&config_json)
+        let mut config = ModelConfig::from_json(&config_json)
             .with_context(|| format!("model config {}", config_path.display()))?;
+        config.eos_token_ids.extend(generation_eos_ids(dir)?);
+        config.eos_token_ids.sort_unstable();
+        config.eos_token_ids.dedup();
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer_bytes = std::fs::read(&tokenizer_path)
             .with_context(|| format!("cannot read {}", tokenizer_path.display()))?;
@@ -120,6 +150,16 @@ impl Policy {
                 config.vocab_size
             );
         }
+        let mut side_files = Vec::new();
+        for name in TOKENIZER_SIDE_FILES {
+            let path = dir.join(name);
+            if path.exists() {
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                side_files.push((name, bytes));
+            }
+        }
+        let chat_template = ChatTemplate::from_model_dir(dir)?;
         let pad_id = ["<pad>", "<|endoftext|>", "</s>"]
             .iter()
             .find_map(|t| tokenizer.token_to_id(t))
@@ -134,6 +174,8 @@ impl Policy {
             tokenizer,
             config_json,
             tokenizer_bytes,
+            side_files,
+            chat_template,
             pad_id,
         })
     }
@@ -146,6 +188,9 @@ impl Policy {
             serde_json::to_string_pretty(&self.config_json)?,
         )?;
         std::fs::write(dir.join("tokenizer.json"), &self.tokenizer_bytes)?;
+        for (name, bytes) in &self.side_files {
+            std::fs::write(dir.join(name), bytes)?;
+        }
         let path: PathBuf = dir.join("model.safetensors");
         self.varmap
             .save(&path)
@@ -172,9 +217,11 @@ impl Policy {
         &self.decoder
     }
 
-    /// blake3 of the canonical `config.json`: which architecture produced a rollout.
+    /// blake3 of the architecture as this decoder reads it (the parsed [`ModelConfig`] serialized in
+    /// its fixed field order), so cosmetic differences in `config.json` (key order, `torch_dtype`,
+    /// library versions) do not change it.
     pub fn architecture_hash(&self) -> [u8; 32] {
-        *blake3::hash(self.config_json.to_string().as_bytes()).as_bytes()
+        self.config().canonical_hash()
     }
 
     /// blake3 of `tokenizer.json`: whether token ids from another node mean the same text.
@@ -215,32 +262,28 @@ impl Policy {
         }
     }
 
-    /// Per-token log-probs of `completion` after `prompt` (both as text), as `swarm-node logprobs`
-    /// prints them.
-    pub fn token_logprobs(&self, prompt: &str, completion: &str) -> Result<TokenLogprobs> {
-        let sequence = TokenSequence {
-            prompt: self.encode(prompt)?,
-            completion: self.encode(completion)?,
-        };
-        ensure!(!sequence.prompt.is_empty(), "the prompt has no tokens");
-        ensure!(
-            !sequence.completion.is_empty(),
-            "the completion has no tokens"
-        );
-        let out = self.sequence_logprobs(std::slice::from_ref(&sequence))?;
-        let logprobs: Vec<f32> = out.logprobs.squeeze(0)?.to_vec1()?;
-        let tokens = sequence
-            .completion
-            .iter()
-            .map(|&id| self.decode(&[id]))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(TokenLogprobs {
-            prompt_ids: sequence.prompt,
-            total: logprobs.iter().map(|&l| f64::from(l)).sum(),
-            completion_ids: sequence.completion,
-            tokens,
-            logprobs,
-        })
+    /// The text to tokenize for a question: the model's chat template around it when the model
+    /// directory has one, else `prompt` unchanged.
+    pub fn render_prompt(&self, prompt: &str) -> Result<String> {
+        match &self.chat_template {
+            Some(template) => template.render(prompt),
+            None => Ok(prompt.to_owned()),
+        }
+    }
+
+    /// Whether prompts are wrapped in a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The beginning-of-sequence token id, if the model has one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.config().bos_token_id
     }
 
     /// Token id used for padding (never attended to).
@@ -251,80 +294,6 @@ impl Policy {
     /// Token ids that end a completion.
     pub fn eos_ids(&self) -> &[u32] {
         &self.config().eos_token_ids
-    }
-
-    /// Training forward: per-token log-probs (with gradients), mask and entropy of the completion
-    /// tokens of each sequence, over right-padded full sequences.
-    pub fn sequence_logprobs(&self, batch: &[TokenSequence]) -> Result<SequenceLogprobs> {
-        ensure!(!batch.is_empty(), "empty training batch");
-        ensure!(
-            batch.iter().all(|s| !s.prompt.is_empty()),
-            "every sequence needs at least one prompt token"
-        );
-        let device = self.device();
-        let total = batch
-            .iter()
-            .map(|s| s.prompt.len() + s.completion.len())
-            .max()
-            .unwrap_or(0);
-        ensure!(
-            total <= self.config().max_position_embeddings,
-            "sequence of {total} tokens exceeds the model's {} positions",
-            self.config().max_position_embeddings
-        );
-        let longest_completion = batch
-            .iter()
-            .map(|s| s.completion.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let (mut ids, mut valid, mut targets, mut gather, mut mask) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for sequence in batch {
-            let mut row: Vec<u32> = sequence
-                .prompt
-                .iter()
-                .chain(&sequence.completion)
-                .copied()
-                .collect();
-            let real = row.len();
-            row.resize(total, self.pad_id);
-            valid.push((0..total).map(|j| j < real).collect::<Vec<_>>());
-            for j in 0..longest_completion {
-                let present = j < sequence.completion.len();
-                // The logits at position p predict token p + 1.
-                let position = (sequence.prompt.len() + j).min(total) - 1;
-                gather.push(position as u32);
-                targets.push(if present {
-                    sequence.completion[j]
-                } else {
-                    self.pad_id
-                });
-                mask.push(if present { 1f32 } else { 0.0 });
-            }
-            ids.extend(row);
-        }
-        let b = batch.len();
-        let ids = Tensor::from_vec(ids, (b, total), device)?;
-        let positions = Tensor::arange(0u32, total as u32, device)?
-            .unsqueeze(0)?
-            .repeat((b, 1))?;
-        let attention = model::causal_mask(&valid, total, device)?;
-        let logits = self.decoder.forward(&ids, &positions, &attention, None)?;
-        let gather = Tensor::from_vec(gather, (b, longest_completion), device)?;
-        let vocab = logits.dim(D::Minus1)?;
-        let index = gather.unsqueeze(2)?.repeat((1, 1, vocab))?;
-        let completion_logits = logits.contiguous()?.gather(&index.contiguous()?, 1)?;
-        let log_probs = model::log_softmax_last(&completion_logits)?;
-        let targets = Tensor::from_vec(targets, (b, longest_completion, 1), device)?;
-        let logprobs = log_probs.gather(&targets, 2)?.squeeze(2)?;
-        let detached = log_probs.detach();
-        let entropy = (detached.exp()? * &detached)?.sum(D::Minus1)?.neg()?;
-        Ok(SequenceLogprobs {
-            logprobs,
-            mask: Tensor::from_vec(mask, (b, longest_completion), device)?,
-            entropy,
-        })
     }
 }
 

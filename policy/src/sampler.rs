@@ -23,7 +23,8 @@ pub struct SampleOptions {
     pub max_new_tokens: usize,
     /// Token ids that end a completion besides the model's end-of-sequence ids.
     pub stop_tokens: Vec<u32>,
-    /// Keep generating past end-of-sequence tokens (benchmarks need a fixed amount of work).
+    /// Keep generating past the model's end-of-sequence tokens (benchmarks need a fixed amount of
+    /// work); `stop_tokens` still apply.
     pub ignore_eos: bool,
 }
 
@@ -53,33 +54,65 @@ pub struct Sample {
     pub truncated: bool,
 }
 
+impl SampleOptions {
+    /// Refuses options that do not describe a distribution.
+    pub fn check(&self) -> Result<()> {
+        ensure!(
+            self.temperature.is_finite() && self.temperature > 0.0,
+            "temperature must be positive and finite, got {}",
+            self.temperature
+        );
+        ensure!(
+            self.top_p > 0.0 && self.top_p <= 1.0,
+            "top_p must be in (0, 1], got {}",
+            self.top_p
+        );
+        Ok(())
+    }
+}
+
+/// Unnormalised probabilities `exp((l - max) / T)` of one row of logits, in f64.
+fn weights(logits: &[f32], temperature: f32) -> Vec<f64> {
+    let inv_t = 1.0 / f64::from(temperature);
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    logits
+        .iter()
+        .map(|&l| ((f64::from(l) - max) * inv_t).exp())
+        .collect()
+}
+
+/// The token ids top-k and top-p keep from one row of logits, most likely first (ties by lower id),
+/// or `None` when neither filter is on. The training forward calls this too, so both sides agree on
+/// the support of the distribution.
+pub(crate) fn support(logits: &[f32], options: &SampleOptions) -> Option<Vec<usize>> {
+    if options.top_k == 0 && options.top_p >= 1.0 {
+        return None;
+    }
+    let mut candidates: Vec<usize> = (0..logits.len()).collect();
+    candidates.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if options.top_k > 0 {
+        candidates.truncate(options.top_k);
+    }
+    if options.top_p < 1.0 {
+        let weights = weights(logits, options.temperature);
+        let total: f64 = candidates.iter().map(|&i| weights[i]).sum();
+        let mut cumulative = 0.0;
+        let keep = candidates
+            .iter()
+            .position(|&i| {
+                cumulative += weights[i] / total;
+                cumulative >= f64::from(options.top_p)
+            })
+            .map_or(candidates.len(), |p| p + 1);
+        candidates.truncate(keep);
+    }
+    Some(candidates)
+}
+
 /// Picks a token from one row of logits; returns it with its log-prob under the sampled distribution.
 fn choose(logits: &[f32], options: &SampleOptions, rng: &mut ChaCha8Rng) -> (u32, f32) {
-    let inv_t = 1.0 / f64::from(options.temperature);
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits
-        .iter()
-        .map(|&l| ((l as f64 - max) * inv_t).exp())
-        .collect();
-    let mut candidates: Vec<usize> = (0..logits.len()).collect();
-    if options.top_k > 0 || options.top_p < 1.0 {
-        candidates.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
-        if options.top_k > 0 {
-            candidates.truncate(options.top_k);
-        }
-        if options.top_p < 1.0 {
-            let total: f64 = candidates.iter().map(|&i| weights[i]).sum();
-            let mut cumulative = 0.0;
-            let keep = candidates
-                .iter()
-                .position(|&i| {
-                    cumulative += weights[i] / total;
-                    cumulative >= f64::from(options.top_p)
-                })
-                .map_or(candidates.len(), |p| p + 1);
-            candidates.truncate(keep);
-        }
-    }
+    let weights = weights(logits, options.temperature);
+    let candidates = support(logits, options).unwrap_or_else(|| (0..logits.len()).collect());
     let total: f64 = candidates.iter().map(|&i| weights[i]).sum();
     let mut draw = rng.random::<f64>() * total;
     let mut chosen = *candidates.last().expect("vocabulary is not empty");
@@ -102,18 +135,15 @@ impl Policy {
         options: &SampleOptions,
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Sample>> {
-        ensure!(
-            options.temperature.is_finite() && options.temperature > 0.0,
-            "temperature must be positive"
-        );
-        ensure!(
-            options.top_p > 0.0 && options.top_p <= 1.0,
-            "top_p must be in (0, 1]"
-        );
+        options.check()?;
         ensure!(
             prompts.iter().all(|p| !p.is_empty()),
             "every prompt needs at least one token"
         );
+        let vocab = self.config().vocab_size;
+        if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= vocab) {
+            anyhow::bail!("prompt token id {bad} is outside the model's vocabulary of {vocab}");
+        }
         if prompts.is_empty() {
             return Ok(Vec::new());
         }
@@ -144,12 +174,12 @@ impl Policy {
             .forward(&ids_t, &positions_t, &mask, Some(&mut cache))?;
         let mut last: Vec<Vec<f32>> = logits.narrow(1, longest - 1, 1)?.squeeze(1)?.to_vec2()?;
 
-        let stops: Vec<u32> = self
-            .eos_ids()
-            .iter()
-            .chain(&options.stop_tokens)
-            .copied()
-            .collect();
+        let eos: &[u32] = if options.ignore_eos {
+            &[]
+        } else {
+            self.eos_ids()
+        };
+        let stops: Vec<u32> = eos.iter().chain(&options.stop_tokens).copied().collect();
         let mut samples: Vec<Sample> = (0..batch)
             .map(|_| Sample {
                 token_ids: Vec::new(),

@@ -78,36 +78,140 @@ fn sampler_log_probs_match_the_training_forward() {
         .iter()
         .map(|p| policy.encode(p).unwrap())
         .collect();
-    let options = SampleOptions {
+    let plain = SampleOptions {
         max_new_tokens: 12,
         ..SampleOptions::default()
     };
-    let samples = policy
-        .sample(&prompts, &options, &mut ChaCha8Rng::seed_from_u64(5))
-        .unwrap();
-    let batch: Vec<TokenSequence> = prompts
-        .iter()
-        .zip(&samples)
-        .map(|(p, s)| TokenSequence {
-            prompt: p.clone(),
-            completion: s.token_ids.clone(),
-        })
-        .collect();
-    let out = policy.sequence_logprobs(&batch).unwrap();
-    let trained: Vec<Vec<f32>> = out.logprobs.to_vec2().unwrap();
-    let mut compared = 0;
-    for (sample, row) in samples.iter().zip(&trained) {
-        assert!(!sample.token_ids.is_empty());
-        for (j, &behaviour) in sample.logprobs.iter().enumerate() {
-            assert!(
-                (behaviour - row[j]).abs() < 1e-5,
-                "token {j}: sampler {behaviour} vs training {}",
-                row[j]
-            );
-            compared += 1;
+    let filtered = SampleOptions {
+        temperature: 0.7,
+        top_k: 20,
+        top_p: 0.9,
+        ..plain.clone()
+    };
+    for options in [plain, filtered] {
+        let samples = policy
+            .sample(&prompts, &options, &mut ChaCha8Rng::seed_from_u64(5))
+            .unwrap();
+        let batch: Vec<TokenSequence> = prompts
+            .iter()
+            .zip(&samples)
+            .map(|(p, s)| TokenSequence {
+                prompt: p.clone(),
+                completion: s.token_ids.clone(),
+            })
+            .collect();
+        let out = policy.sequence_logprobs_under(&batch, &options).unwrap();
+        let trained: Vec<Vec<f32>> = out.logprobs.to_vec2().unwrap();
+        let mask: Vec<Vec<f32>> = out.mask.to_vec2().unwrap();
+        let detached = policy
+            .sequence_logprobs_detached(&batch, &options, 2)
+            .unwrap();
+        let mut compared = 0;
+        for (b, sample) in samples.iter().enumerate() {
+            assert!(!sample.token_ids.is_empty());
+            assert_eq!(detached[b].len(), sample.token_ids.len());
+            for (j, &behaviour) in sample.logprobs.iter().enumerate() {
+                assert!(
+                    (behaviour - trained[b][j]).abs() < 1e-5,
+                    "{options:?} token {j}: sampler {behaviour} vs training {}",
+                    trained[b][j]
+                );
+                assert!((detached[b][j] - trained[b][j]).abs() < 1e-6);
+                assert_eq!(mask[b][j], 1.0);
+                compared += 1;
+            }
+            assert!(mask[b][sample.token_ids.len()..].iter().all(|&m| m == 0.0));
         }
+        assert!(compared >= 12);
     }
-    assert!(compared >= 12);
+}
+
+#[test]
+fn entropy_is_that_of_the_sampling_distribution() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 12, &Device::Cpu).unwrap();
+    let batch = sequences(&policy);
+    let full: Vec<Vec<f32>> = policy
+        .sequence_logprobs(&batch)
+        .unwrap()
+        .entropy
+        .to_vec2()
+        .unwrap();
+    let greedy = SampleOptions {
+        top_k: 1,
+        ..SampleOptions::default()
+    };
+    let narrowed = policy.sequence_logprobs_under(&batch, &greedy).unwrap();
+    let narrowed: Vec<Vec<f32>> = narrowed.entropy.to_vec2().unwrap();
+    let vocab_entropy = (policy.config().vocab_size as f32).ln();
+    for (wide, narrow) in full.iter().flatten().zip(narrowed.iter().flatten()) {
+        assert!(*wide > 0.0 && *wide <= vocab_entropy + 1e-4, "{wide}");
+        assert!(
+            narrow.abs() < 1e-4,
+            "one kept token has no entropy: {narrow}"
+        );
+    }
+}
+
+#[test]
+fn stop_tokens_end_and_ignore_eos_continues() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 13, &Device::Cpu).unwrap();
+    let prompts = vec![policy.encode("Count: 1 2 3").unwrap(); 4];
+    let long = SampleOptions {
+        max_new_tokens: 6,
+        ignore_eos: true,
+        ..SampleOptions::default()
+    };
+    let samples = policy
+        .sample(&prompts, &long, &mut ChaCha8Rng::seed_from_u64(3))
+        .unwrap();
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.token_ids.len() == 6 && s.truncated)
+    );
+    // Stopping on the first token each sequence drew ends every sequence right there.
+    let stops: Vec<u32> = samples.iter().map(|s| s.token_ids[0]).collect();
+    let stopping = SampleOptions {
+        stop_tokens: stops,
+        ..long
+    };
+    let stopped = policy
+        .sample(&prompts, &stopping, &mut ChaCha8Rng::seed_from_u64(3))
+        .unwrap();
+    for (s, full) in stopped.iter().zip(&samples) {
+        assert_eq!(s.token_ids, full.token_ids[..1]);
+        assert!(!s.truncated);
+    }
+}
+
+#[test]
+fn out_of_vocabulary_tokens_and_bad_options_are_refused() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 14, &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let err = policy
+        .sample(&[vec![5, 1000]], &SampleOptions::default(), &mut rng)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("outside the model's vocabulary"),
+        "{err}"
+    );
+    let err = policy
+        .sequence_logprobs(&[TokenSequence {
+            prompt: vec![5],
+            completion: vec![100],
+        }])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("token id 100"), "{err}");
+    let cold = SampleOptions {
+        temperature: 0.0,
+        ..SampleOptions::default()
+    };
+    let err = policy.sample(&[vec![5]], &cold, &mut rng).unwrap_err();
+    assert!(err.to_string().contains("temperature"), "{err}");
 }
 
 #[test]
@@ -385,4 +489,58 @@ fn token_logprobs_and_benchmarks_report_consistent_figures() {
     );
     let train = bench::bench_train(&policy, shape).unwrap();
     assert!(train.tokens_per_second > 0.0);
+}
+
+#[test]
+fn chat_templates_are_applied_and_saved_with_the_model() {
+    let dir = small_model(true, "qwen2");
+    let plain = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
+    assert!(!plain.has_chat_template());
+    assert_eq!(plain.render_prompt("What is 2+2?").unwrap(), "What is 2+2?");
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        serde_json::json!({
+            "bos_token": "<bos>",
+            "chat_template": "{{ bos_token }}{% for m in messages %}Q: {{ m.content.strip() }}\n{% endfor %}\
+                {% if add_generation_prompt %}A:{% endif %}"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let templated = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
+    let rendered = templated.render_prompt(" What is 2+2? ").unwrap();
+    assert_eq!(rendered, "<bos>Q: What is 2+2?\nA:");
+    // The template's special token text becomes the special token id, not five characters.
+    let ids = templated.encode(&rendered).unwrap();
+    assert_eq!(Some(ids[0]), templated.tokenizer().token_to_id("<bos>"));
+    assert_eq!(templated.decode(&ids).unwrap(), "Q: What is 2+2?\nA:");
+    let saved = tempfile::tempdir().unwrap();
+    templated.save(saved.path()).unwrap();
+    let loaded = Policy::load(saved.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.render_prompt(" What is 2+2? ").unwrap(), rendered);
+}
+
+#[test]
+fn the_architecture_hash_ignores_the_layout_of_config_json() {
+    let dir = small_model(true, "qwen2");
+    let base = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
+    let path = dir.path().join("config.json");
+    let config: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Keys reversed, plus fields that do not change the computation.
+    let mut reordered: Vec<String> = config
+        .iter()
+        .rev()
+        .map(|(k, v)| format!("{k:?}: {v}"))
+        .collect();
+    reordered.push("\"torch_dtype\": \"bfloat16\"".into());
+    reordered.push("\"transformers_version\": \"9.9.9\"".into());
+    std::fs::write(&path, format!("{{{}}}", reordered.join(",\n"))).unwrap();
+    let same = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
+    assert_eq!(base.architecture_hash(), same.architecture_hash());
+    let mut wider = config.clone();
+    wider.insert("rope_theta".into(), serde_json::json!(1e6));
+    std::fs::write(&path, serde_json::Value::Object(wider).to_string()).unwrap();
+    let other = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
+    assert_ne!(base.architecture_hash(), other.architecture_hash());
 }
