@@ -46,7 +46,14 @@ impl Linear {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        // One 2-D product over all rows: `broadcast_matmul` would materialise a copy of the weight
+        // for every batch row, which dominated decoding time.
+        let mut dims = x.dims().to_vec();
+        let input = dims.pop().expect("inputs have a feature axis");
+        let rows: usize = dims.iter().product();
+        let y = x.reshape((rows, input))?.matmul(&self.weight.t()?)?;
+        dims.push(y.dim(1)?);
+        let y = y.reshape(dims)?;
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
@@ -258,9 +265,7 @@ impl Decoder {
                 }
                 cache.layers[index] = Some((k.clone(), v.clone()));
             }
-            let (k, v) = (repeat_kv(&k, hq / hkv)?, repeat_kv(&v, hq / hkv)?);
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
-            let attended = softmax_last(&scores)?.matmul(&v)?;
+            let attended = grouped_attention(&q, &k, &v, mask, scale)?;
             let attended = attended.transpose(1, 2)?.reshape((batch, len, hq * hd))?;
             x = (x + layer.o.forward(&attended)?)?;
             let normed = rms_norm(&x, &layer.post_attention_norm, cfg.rms_norm_eps)?;
@@ -269,20 +274,36 @@ impl Decoder {
         }
         let x = rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        Ok(x.broadcast_matmul(&head.t()?)?)
+        let logits = x
+            .reshape((batch * len, cfg.hidden_size))?
+            .matmul(&head.t()?)?;
+        Ok(logits.reshape((batch, len, cfg.vocab_size))?)
     }
 }
 
-/// Repeats each key/value head `n` times so grouped-query heads line up with query heads (query head
-/// `h` reads key head `h / n`, as in the reference implementation). Built from `cat` so it backpropagates.
-fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, heads, s, d) = x.dims4()?;
-    let expanded = x.unsqueeze(2)?;
-    let copies = vec![&expanded; n];
-    Ok(Tensor::cat(&copies, 2)?.reshape((b, heads * n, s, d))?)
+/// Attention of query heads `q` `(B, Hq, T, D)` over key/value heads `k`, `v` `(B, Hkv, S, D)` with an
+/// additive `mask` `(B, 1, T, S)`; returns `(B, Hq, T, D)`.
+///
+/// Grouped-query heads are handled without copying keys and values: query head `h` reads key head
+/// `h / (Hq / Hkv)` (as in the reference implementation), so the `Hq / Hkv` query heads of a group are
+/// contiguous and can be stacked along the query axis, `(B, Hkv, group * T, D)`, and multiplied
+/// with their shared keys in one matrix product.
+fn grouped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    let (batch, hq, len, hd) = q.dims4()?;
+    let (_, hkv, keys, _) = k.dims4()?;
+    let group = hq / hkv;
+    let q = q.reshape((batch, hkv, group * len, hd))?;
+    let scores = (q.matmul(&k.t()?)? * scale)?
+        .reshape((batch, hkv, group, len, keys))?
+        .broadcast_add(&mask.unsqueeze(2)?)?;
+    let weights = softmax_last(&scores)?.reshape((batch, hkv, group * len, keys))?;
+    Ok(weights.matmul(v)?.reshape((batch, hq, len, hd))?)
 }
 
 /// Causal additive mask `(B, 1, T, S)` for `T` new tokens after `past` cached ones, where
