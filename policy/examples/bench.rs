@@ -1,6 +1,6 @@
 //! Prints sampling and training throughput of a model directory as JSON lines, without building the
 //! node: `cargo run -p swarm-policy --release --example bench -- configs/models/tiny [batch]
-//! [prompt_tokens] [new_tokens] [iterations]`.
+//! [prompt_tokens] [new_tokens] [iterations]`. `BENCH_KIND=sample` or `train` runs only one.
 
 use std::path::PathBuf;
 
@@ -23,7 +23,12 @@ fn main() -> Result<()> {
         iterations: number("iterations", 3)?,
     };
     let policy = Policy::load_or_init(&dir, 0, &swarm_policy::default_device()?)?;
-    println!("{}", serde_json::to_string(&bench_sample(&policy, shape)?)?);
-    println!("{}", serde_json::to_string(&bench_train(&policy, shape)?)?);
+    let kind = std::env::var("BENCH_KIND").unwrap_or_default();
+    if kind != "train" {
+        println!("{}", serde_json::to_string(&bench_sample(&policy, shape)?)?);
+    }
+    if kind != "sample" {
+        println!("{}", serde_json::to_string(&bench_train(&policy, shape)?)?);
+    }
     Ok(())
 }
