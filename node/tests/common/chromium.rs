@@ -43,34 +43,29 @@ fn base_command(browser: &Path, profile: &Path) -> Command {
     command
 }
 
-/// Loads `url`, lets its scripts run, and returns the serialized DOM.
-pub fn dump_dom(browser: &Path, profile: &Path, url: &str) -> String {
-    let output = base_command(browser, profile)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .expect("chromium starts");
+/// Runs Chromium to completion; a failed run fails the test with Chromium's own message.
+fn run(command: &mut Command) -> std::process::Output {
+    let output = command.output().expect("chromium starts");
     assert!(
         output.status.success(),
         "chromium failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    output
+}
+
+/// Loads `url`, lets its scripts run, and returns the serialized DOM.
+pub fn dump_dom(browser: &Path, profile: &Path, url: &str) -> String {
+    let output = run(base_command(browser, profile).arg("--dump-dom").arg(url));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Saves a PNG screenshot of `url` at `path`.
 pub fn screenshot(browser: &Path, profile: &Path, url: &str, path: &Path) {
-    let output = base_command(browser, profile)
+    run(base_command(browser, profile)
         .arg("--window-size=1280,1100")
         .arg(format!("--screenshot={}", path.display()))
-        .arg(url)
-        .output()
-        .expect("chromium starts");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .arg(url));
     let bytes = std::fs::read(path).expect("the screenshot was written");
     assert!(bytes.starts_with(b"\x89PNG"), "the screenshot is a PNG");
 }
