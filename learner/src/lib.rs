@@ -1,17 +1,27 @@
-//! The swarm learner: sample completions to verifiable tasks, score them, and improve the policy with a
-//! group-relative, PPO-clipped policy gradient (the SAPO loop; this crate runs it on one node, with the
-//! network's share of rollouts to be plugged in through the same round).
+//! The swarm learner: sample completions to verifiable tasks, score them, share them, and improve the
+//! policy on a mix of own and other nodes' rollouts with a group-relative, PPO-clipped policy gradient
+//! and off-policy weights chosen by provenance (the SAPO loop).
 
 pub mod advantage;
+pub mod batch;
 pub mod loss;
 pub mod metrics;
 pub mod options;
-pub mod solo;
+pub mod pool;
+pub mod rollout;
+pub mod round;
+pub mod solver;
+pub mod update;
 pub mod warmup;
 
+pub use batch::Grouping;
 pub use metrics::RoundMetrics;
 pub use options::LearnerOptions;
-pub use solo::{Learner, PolicySolver};
+pub use rollout::{
+    ExternalCompletion, ExternalGroup, LocalGroup, Network, NullNetwork, Provenance,
+};
+pub use round::{Learner, TrainReport};
+pub use solver::{PolicySolver, evaluate_policy};
 pub use warmup::{WarmupOptions, WarmupReport, warmup};
 
 /// How a question is shown to the model: the prompt, then a newline after which the answer starts.

@@ -17,50 +17,102 @@ pub struct RoundMetrics {
     pub policy_version: u64,
     /// Mean reward of this node's own completions.
     pub reward_local: f64,
+    /// Mean reward, rescored here, of the external completions taken this round.
+    pub reward_external: Option<f64>,
     /// Share of own completions that were correct, per family.
     pub accuracy: BTreeMap<String, f64>,
-    /// Share of prompt groups whose rewards were all equal (no learning signal).
+    /// Share of the external completions taken that were correct, per family.
+    pub external_accuracy: BTreeMap<String, f64>,
+    /// External groups taken from the buffer this round.
+    pub external_groups: usize,
+    /// Own groups from earlier rounds replayed this round.
+    pub stale_groups: usize,
+    /// Own completions trained on (after zero-variance filtering).
+    pub trained_local: usize,
+    /// External completions trained on (after filtering and gating).
+    pub trained_external: usize,
+    /// Share of groups whose rewards were all equal (no learning signal).
     pub zero_variance_fraction: f64,
+    /// External completions dropped by the per-byte likelihood gate.
+    pub gated_external: usize,
+    /// External completions dropped as too long or empty after re-tokenization.
+    pub unusable_external: usize,
     /// Share of tokens clipped at the lower PPO bound.
     pub clip_low_fraction: f64,
     /// Share of tokens clipped at the upper PPO bound.
     pub clip_high_fraction: f64,
     /// Mean entropy of the policy on the trained tokens.
     pub entropy: f64,
-    /// Mean truncated importance weight between the current and behaviour policy.
+    /// KL(proximal || current) before each step, k3 estimator, mean over the round's steps.
+    pub kl_proximal: f64,
+    /// Mean off-policy weight on trained tokens.
     pub mean_importance_weight: f64,
-    /// Mean completion length in tokens.
+    /// Effective sample size of the token weights as a share of the tokens.
+    pub effective_sample_size: f64,
+    /// Mean per-byte NLL of own completions under the proximal policy.
+    pub nll_per_byte_local: Option<f64>,
+    /// Mean per-byte NLL of external completions under the proximal policy.
+    pub nll_per_byte_external: Option<f64>,
+    /// Optimizer steps this round.
+    pub optimizer_steps: usize,
+    /// External groups waiting in the buffer after the round.
+    pub pool_waiting: usize,
+    /// External groups dropped unused so far (too old or buffer full).
+    pub pool_dropped: u64,
+    /// Mean own completion length in tokens.
     pub completion_tokens: f64,
     /// Sampling throughput, tokens per second.
     pub tokens_per_second: f64,
-    /// Time spent in the optimizer step (forward, backward, update), seconds.
+    /// Time spent in the update (forward, backward, optimizer), seconds.
     pub step_seconds: f64,
     /// Wall time of the whole round, seconds.
     pub round_seconds: f64,
 }
 
-/// Appends rounds to a JSONL file, one flushed line per round so a crash loses at most the current one.
-pub struct MetricsWriter {
+/// Appends JSON lines to a file, one flushed line per record so a crash loses at most the current one.
+pub struct JsonlWriter {
     file: File,
 }
 
-impl MetricsWriter {
+impl JsonlWriter {
     /// Opens (creating or appending to) `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("cannot open metrics file {}", path.display()))?;
+            .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Self { file })
     }
 
-    /// Writes one round.
-    pub fn write(&mut self, metrics: &RoundMetrics) -> Result<()> {
-        let mut line = serde_json::to_vec(metrics)?;
+    /// Writes one record.
+    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.file.flush()?;
         Ok(())
     }
+}
+
+/// Keeps only the lines of a JSONL file whose `round` is at most `last_round` (and drops a torn
+/// last line), so a resumed run does not record a round twice.
+pub fn truncate_after_round(path: &Path, last_round: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("round").and_then(serde_json::Value::as_u64))
+                .is_some_and(|round| round <= last_round)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot rewrite {}", path.display()))
 }

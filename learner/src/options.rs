@@ -34,6 +34,34 @@ pub struct LearnerOptions {
     pub scale_advantages_by_std: bool,
     /// Reward for a well-formed wrong answer.
     pub format_reward: f32,
+    /// Optimizer steps per round: the round's batch is split into this many shuffled minibatches,
+    /// all measured against the policy the round started with (the proximal policy).
+    pub steps_per_round: usize,
+    /// Most external groups (other nodes' prompt groups) trained on per round (the paper's J).
+    pub external_per_round: usize,
+    /// Largest share of a round's groups that may be external; 1 lifts the cap.
+    pub external_share_cap: f64,
+    /// Largest share of a round's external groups that may come from one author.
+    pub author_share_cap: f64,
+    /// External groups buffered at most between rounds.
+    pub external_pool_size: usize,
+    /// External groups older than this many rounds are dropped unused.
+    pub external_max_age_rounds: u64,
+    /// `"pooled"`: own and external completions of the same question share one baseline;
+    /// `"per-source"`: every sampled group is its own (the SAPO paper's code).
+    pub grouping: crate::Grouping,
+    /// Keep only the maximum-variance subset of this many completions per group (PODS); 0 keeps all.
+    pub max_variance_subset: usize,
+    /// Replay own groups in later rounds, weighted by truncated importance ratios, while at most
+    /// `max_staleness` policy versions old.
+    pub replay_local: bool,
+    /// Oldest own rollouts (in policy versions) that are still trained on.
+    pub max_staleness: u64,
+    /// Negative-advantage external completions whose per-byte NLL under this policy exceeds that of
+    /// own completions by more than this many nats are dropped.
+    pub nll_gate_margin: f64,
+    /// Append every own and external completion to `rollouts.jsonl` in the data directory.
+    pub rollout_log: bool,
     /// Write a checkpoint every this many rounds.
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk.
@@ -57,6 +85,18 @@ impl Default for LearnerOptions {
             tis_cap: 2.0,
             scale_advantages_by_std: false,
             format_reward: 0.1,
+            steps_per_round: 1,
+            external_per_round: 8,
+            external_share_cap: 0.5,
+            author_share_cap: 0.5,
+            external_pool_size: 256,
+            external_max_age_rounds: 4,
+            grouping: crate::Grouping::Pooled,
+            max_variance_subset: 0,
+            replay_local: false,
+            max_staleness: 4,
+            nll_gate_margin: 2.0,
+            rollout_log: false,
             checkpoint_every: 10,
             keep_checkpoints: 3,
         }
@@ -133,6 +173,27 @@ impl LearnerOptions {
         if !(0.0..0.5).contains(&self.format_reward) {
             return fail("format_reward", "must be in [0, 0.5)");
         }
+        if !(1..=64).contains(&self.steps_per_round) {
+            return fail("steps_per_round", "must be between 1 and 64");
+        }
+        if self.external_per_round > 1024 {
+            return fail("external_per_round", "must be at most 1024");
+        }
+        if !(self.external_share_cap >= 0.0 && self.external_share_cap <= 1.0) {
+            return fail("external_share_cap", "must be in [0, 1]");
+        }
+        if !(self.author_share_cap > 0.0 && self.author_share_cap <= 1.0) {
+            return fail("author_share_cap", "must be in (0, 1]");
+        }
+        if !(1..=65_536).contains(&self.external_pool_size) {
+            return fail("external_pool_size", "must be between 1 and 65536");
+        }
+        if self.max_variance_subset == 1 || self.max_variance_subset > 64 {
+            return fail("max_variance_subset", "must be 0 (off) or between 2 and 64");
+        }
+        if self.nll_gate_margin.is_nan() || self.nll_gate_margin < 0.0 {
+            return fail("nll_gate_margin", "must be at least 0 (nats per byte)");
+        }
         if self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
             return fail(
                 "checkpoint_every",
@@ -151,7 +212,10 @@ mod tests {
     fn defaults_are_valid_and_bad_values_name_their_key() {
         LearnerOptions::default().validate().unwrap();
         type Change = fn(&mut LearnerOptions);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 8] = [
+            (|o| o.steps_per_round = 0, "learner.steps_per_round"),
+            (|o| o.external_share_cap = 1.5, "learner.external_share_cap"),
+            (|o| o.max_variance_subset = 1, "learner.max_variance_subset"),
             (|o| o.families = vec!["poetry".into()], "learner.families"),
             (|o| o.difficulty = 9, "learner.difficulty"),
             (|o| o.group_size = 1, "learner.group_size"),

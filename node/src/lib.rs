@@ -5,6 +5,7 @@
 
 pub mod compute;
 pub mod config;
+pub mod gossip;
 pub mod http;
 pub mod identity;
 pub mod logging;

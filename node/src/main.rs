@@ -70,6 +70,27 @@ enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
     },
+    /// Run a multi-node simulation on this machine (real libp2p nodes on loopback, one learner
+    /// thread each) and write a report with charts.
+    Simulate {
+        /// Simulation plan, e.g. configs/sim-quick.toml.
+        plan: PathBuf,
+        /// Override the number of nodes (plans without [[kind]] tables).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+        nodes: Option<u64>,
+        /// Override the rounds per node.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        rounds: Option<u64>,
+        /// Compare one local/external split instead of the plan's configurations, e.g. 4/4.
+        #[arg(long, value_parser = parse_split)]
+        local_external: Option<(usize, usize)>,
+        /// Run only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory [default: runs/<name>-<unix time>]; it must not hold an earlier run.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Evaluate a model on held-out questions: pass@1 and pass@k per family.
     Eval {
         /// Model directory (a checkpoint directory works too) [default: config node.model].
@@ -286,6 +307,7 @@ fn run(cli: Cli) -> Result<()> {
                     &config.node.data_dir,
                     &model,
                     &config.warmup,
+                    config.node.seed,
                 )?,
             };
             if let Some(parent) = out.parent() {
@@ -308,6 +330,22 @@ fn run(cli: Cli) -> Result<()> {
                 "{}",
                 evaluate(&policy, &options, config.node.seed)?.to_table()
             );
+        }
+        Command::Simulate {
+            plan,
+            nodes,
+            rounds,
+            local_external,
+            seed,
+            out,
+        } => {
+            let overrides = swarm_node::sim::config::SimOverrides {
+                nodes: nodes.map(|n| n as usize),
+                rounds,
+                local_external,
+                seed,
+            };
+            swarm_node::sim::simulate(&plan, &overrides, out)?;
         }
         Command::Train { solo: _, rounds } => {
             let board = std::sync::Arc::new(swarm_node::status::StatusBoard::new(
@@ -462,33 +500,32 @@ fn tasks_command(action: TasksAction) -> Result<()> {
     Ok(())
 }
 
+/// Parses `I/J`: own prompts and external groups per round.
+fn parse_split(text: &str) -> std::result::Result<(usize, usize), String> {
+    let (local, external) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not LOCAL/EXTERNAL, e.g. 4/4"))?;
+    let parse = |part: &str| {
+        part.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{part}` in `{text}` is not a whole number"))
+    };
+    Ok((parse(local)?, parse(external)?))
+}
+
 fn evaluate(
     policy: &swarm_policy::Policy,
     options: &swarm_tasks::eval::EvalOptions,
     seed: u64,
 ) -> Result<swarm_tasks::eval::EvalReport> {
-    use rand::SeedableRng;
-    let mut solver = swarm_learner::PolicySolver {
-        policy,
-        options: swarm_policy::SampleOptions {
-            max_new_tokens: 16,
-            ..Default::default()
-        },
-        rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
-    };
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("eval {bar:30} {pos}/{len} questions")
             .expect("valid template"),
     );
-    let report = swarm_tasks::eval::evaluate(
-        &mut solver,
-        options,
-        &swarm_tasks::RewardConfig::default(),
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let report = swarm_learner::evaluate_policy(policy, options, seed, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
     bar.finish_and_clear();
     Ok(report)
 }

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use swarm_learner::{Learner, WarmupOptions};
+use swarm_learner::{Learner, NullNetwork, WarmupOptions};
 use swarm_policy::Policy;
 
 use crate::config::NodeConfig;
 use crate::status::StatusBoard;
 
-fn has_weights(dir: &Path) -> bool {
+/// Whether `dir` holds model weights (any safetensors file).
+pub fn has_model_weights(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -21,9 +22,14 @@ fn has_weights(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Where the warm start of `model` under `options` is cached: keyed by the model config, tokenizer and
-/// warm-up options, so changing any of them builds a new one.
-pub fn warm_start_dir(data_dir: &Path, model: &Path, options: &WarmupOptions) -> Result<PathBuf> {
+/// Where the warm start of `model` under `options` from initial weights drawn with `init_seed` is
+/// cached: keyed by all of them (and the tokenizer), so changing any builds a new one.
+pub fn warm_start_dir(
+    data_dir: &Path,
+    model: &Path,
+    options: &WarmupOptions,
+    init_seed: u64,
+) -> Result<PathBuf> {
     let mut hasher = blake3::Hasher::new();
     for file in ["config.json", "tokenizer.json"] {
         let path = model.join(file);
@@ -32,6 +38,7 @@ pub fn warm_start_dir(data_dir: &Path, model: &Path, options: &WarmupOptions) ->
         );
     }
     hasher.update(serde_json::to_string(options)?.as_bytes());
+    hasher.update(&init_seed.to_le_bytes());
     let key = hex::encode(&hasher.finalize().as_bytes()[..6]);
     Ok(data_dir.join("warm-start").join(key))
 }
@@ -75,18 +82,18 @@ pub fn build_warm_start(
     Ok(policy)
 }
 
-/// The policy a node starts from: `node.model` if it has weights, else the cached warm start, built
-/// on first use.
-pub fn starting_policy(config: &NodeConfig) -> Result<Policy> {
-    let model = &config.node.model;
-    let device = swarm_policy::default_device()?;
-    if has_weights(model) {
-        return Policy::load(model, &device);
-    }
-    let cached = warm_start_dir(&config.node.data_dir, model, &config.warmup)?;
-    if has_weights(&cached) {
+/// The directory of the warm start of `model` (see [`warm_start_dir`]), built on first use. Later
+/// runs load the same file, so the first run and the cached ones start from identical weights.
+pub fn cached_warm_start(
+    cache_dir: &Path,
+    model: &Path,
+    options: &WarmupOptions,
+    init_seed: u64,
+) -> Result<PathBuf> {
+    let cached = warm_start_dir(cache_dir, model, options, init_seed)?;
+    if has_model_weights(&cached) {
         tracing::info!(path = %cached.display(), "using cached warm start");
-        return Policy::load(&cached, &device);
+        return Ok(cached);
     }
     tracing::info!(
         model = %model.display(),
@@ -94,7 +101,32 @@ pub fn starting_policy(config: &NodeConfig) -> Result<Policy> {
         cached.display()
     );
     std::fs::create_dir_all(cached.parent().expect("warm-start dir has a parent"))?;
-    build_warm_start(model, &config.warmup, config.node.seed, &cached)
+    build_warm_start(model, options, init_seed, &cached)?;
+    Ok(cached)
+}
+
+/// The policy a node starts from: `node.model` if it has weights, else its cached warm start.
+pub fn starting_policy(config: &NodeConfig) -> Result<Policy> {
+    let model = &config.node.model;
+    let device = swarm_policy::default_device()?;
+    if has_model_weights(model) {
+        return Policy::load(model, &device);
+    }
+    let dir = cached_warm_start(
+        &config.node.data_dir,
+        model,
+        &config.warmup,
+        config.node.seed,
+    )?;
+    Policy::load(&dir, &device)
+}
+
+/// The name other nodes see for a model directory: its last path component.
+pub fn model_name(model: &Path) -> String {
+    model
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".to_owned())
 }
 
 /// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
@@ -103,13 +135,14 @@ pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Resu
     let policy = starting_policy(config)?;
     let mut learner = Learner::start(
         policy,
+        &model_name(&config.node.model),
         &config.node.data_dir,
         config.learner.clone(),
         config.node.seed,
     )?;
     let target = learner.round() + rounds;
     while learner.round() < target {
-        let metrics = learner.run_round()?;
+        let metrics = learner.run_round(&mut NullNetwork)?;
         println!(
             "round {:>4}  reward {:.3}  accuracy {}  zero-var {:.2}  entropy {:.3}  {:.0} tok/s  {:.2} s",
             metrics.round,

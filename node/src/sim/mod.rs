@@ -1,3 +1,67 @@
 //! In-process multi-node simulations and their reports.
 
+pub mod adversary;
+pub mod config;
 pub mod plot;
+pub mod report;
+pub mod run;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use config::{SimConfig, SimOverrides};
+
+/// Where a simulation writes when no `--out` is given: `runs/<name>-<unix seconds>`, so that reruns
+/// never overwrite earlier results.
+pub fn default_out_dir(config: &SimConfig) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{}-{stamp}", run::slug(&config.sim.name)))
+}
+
+/// `swarm-node simulate`: loads the plan, runs it with a progress bar per run, writes the report and
+/// prints the Markdown summary. Returns the output directory.
+pub fn simulate(plan: &Path, overrides: &SimOverrides, out: Option<PathBuf>) -> Result<PathBuf> {
+    let config = SimConfig::load(plan)?.with_overrides(overrides)?;
+    let out = out.unwrap_or_else(|| default_out_dir(&config));
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("plan.toml"), toml::to_string_pretty(&config)?)?;
+    let nodes: usize = config.node_kinds().iter().map(|k| k.count).sum();
+    let total = nodes as u64 * config.sim.rounds;
+    let style = ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} node-rounds {msg}")
+        .expect("valid template");
+    let mut bar: Option<(String, u64, ProgressBar)> = None;
+    let runs = run::run_simulation(&config, &out, &mut |progress| {
+        let key = format!("{} seed {}", progress.configuration, progress.seed);
+        if bar.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            if let Some((_, _, old)) = bar.take() {
+                old.finish();
+            }
+            let fresh = ProgressBar::new(total)
+                .with_style(style.clone())
+                .with_prefix(key.clone());
+            bar = Some((key, progress.seed, fresh));
+        }
+        if let Some((_, _, bar)) = &bar {
+            bar.inc(1);
+            bar.set_message(format!(
+                "node-{} round {} reward {:.3}",
+                progress.node, progress.metrics.round, progress.metrics.reward_local
+            ));
+        }
+    })?;
+    if let Some((_, _, bar)) = bar {
+        bar.finish();
+    }
+    let summary = report::summarize(&config.sim.name, config.sim.rounds, &runs);
+    let files = report::write_report(&out, &summary, &runs)?;
+    println!("{}", report::render_markdown(&summary));
+    for file in files {
+        println!("wrote {}", file.display());
+    }
+    Ok(out)
+}

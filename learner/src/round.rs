@@ -1,0 +1,441 @@
+//! The round loop of one node: sample groups of completions, score them with the local verifiers,
+//! publish them, take external groups from the buffer, build the batch and update the policy. The
+//! same loop runs alone ([`crate::NullNetwork`]), in simulation and on the real network.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use swarm_policy::{AdamW, AdamWConfig, Policy, SampleOptions, checkpoint};
+use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
+use swarm_tasks::RewardConfig;
+
+use crate::advantage::AdvantageOptions;
+use crate::batch::{BatchOptions, BatchReport, Tokenize, build_batch};
+use crate::loss::LossOptions;
+use crate::metrics::{JsonlWriter, RoundMetrics, truncate_after_round};
+use crate::pool::{PoolLimits, RolloutPool};
+use crate::rollout::{ExternalGroup, LocalGroup, Network};
+use crate::update::{UpdateOptions, UpdateStats, update};
+use crate::{LearnerOptions, render_prompt};
+
+/// A learning node's state.
+pub struct Learner {
+    policy: Policy,
+    model_name: String,
+    optimizer: AdamW,
+    rng: ChaCha8Rng,
+    options: LearnerOptions,
+    round: u64,
+    checkpoints: PathBuf,
+    metrics: JsonlWriter,
+    rollout_log: Option<JsonlWriter>,
+    pool: RolloutPool,
+}
+
+struct PolicyTokenizer<'a>(&'a Policy);
+
+impl Tokenize for PolicyTokenizer<'_> {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.0.encode(text)
+    }
+
+    fn eos(&self) -> u32 {
+        self.0.eos_ids().first().copied().unwrap_or(self.0.pad_id())
+    }
+}
+
+/// What [`Learner::train`] did.
+#[derive(Debug, Clone, Default)]
+pub struct TrainReport {
+    /// Grouping and advantages.
+    pub batch: BatchReport,
+    /// The update.
+    pub update: UpdateStats,
+    /// Completions trained on per provenance: (own, external).
+    pub trained_local_external: (usize, usize),
+}
+
+impl Learner {
+    /// Starts from the newest checkpoint under `data_dir/checkpoints` if there is one, else from
+    /// `policy` as given. Metrics and rollout-log lines of rounds after the resumed checkpoint
+    /// (written before a crash) are dropped, so no file holds a round twice.
+    pub fn start(
+        policy: Policy,
+        model_name: &str,
+        data_dir: &Path,
+        options: LearnerOptions,
+        seed: u64,
+    ) -> Result<Self> {
+        options.validate().map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let mut optimizer = AdamW::new(policy.varmap(), AdamWConfig::default())?;
+        let checkpoints = data_dir.join("checkpoints");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut round = 0;
+        if let Some(latest) = checkpoint::latest(&checkpoints)? {
+            let (state, restored_rng) = checkpoint::load(&latest, &policy, &mut optimizer)?;
+            rng = restored_rng;
+            round = state
+                .extra
+                .get("round")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            tracing::info!(round, checkpoint = %latest.display(), "resumed from checkpoint");
+        }
+        let metrics_path = data_dir.join("metrics.jsonl");
+        truncate_after_round(&metrics_path, round)?;
+        let rollout_log = if options.rollout_log {
+            let path = data_dir.join("rollouts.jsonl");
+            truncate_after_round(&path, round)?;
+            Some(JsonlWriter::open(&path)?)
+        } else {
+            None
+        };
+        let pool = RolloutPool::new(PoolLimits {
+            capacity: options.external_pool_size,
+            max_age_rounds: options.external_max_age_rounds,
+            author_share_cap: options.author_share_cap,
+            max_staleness: options.max_staleness,
+        });
+        Ok(Self {
+            metrics: JsonlWriter::open(&metrics_path)?,
+            rollout_log,
+            policy,
+            model_name: model_name.to_owned(),
+            optimizer,
+            rng,
+            options,
+            round,
+            checkpoints,
+            pool,
+        })
+    }
+
+    /// Rounds completed.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// The policy being trained.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The options this learner runs with.
+    pub fn options(&self) -> &LearnerOptions {
+        &self.options
+    }
+
+    /// Optimizer steps taken: the version other nodes see on this node's rollouts.
+    pub fn policy_version(&self) -> u64 {
+        self.optimizer.steps()
+    }
+
+    fn policy_info(&self) -> PolicyInfo {
+        PolicyInfo {
+            model_name: self.model_name.clone(),
+            architecture_hash: self.policy.architecture_hash(),
+            tokenizer_hash: self.policy.tokenizer_hash(),
+            policy_version: self.policy_version(),
+        }
+    }
+
+    fn rewards(&self) -> RewardConfig {
+        RewardConfig {
+            format_reward: self.options.format_reward,
+        }
+    }
+
+    /// Samples and scores this round's own groups.
+    fn sample_groups(&mut self) -> Result<(Vec<LocalGroup>, f64)> {
+        let o = &self.options;
+        let first_index = self.round * o.prompts_per_round as u64;
+        let mut questions = Vec::with_capacity(o.prompts_per_round);
+        for i in 0..o.prompts_per_round as u64 {
+            let index = first_index + i;
+            let name = &o.families[index as usize % o.families.len()];
+            let family = swarm_tasks::family(name).context("validated family")?;
+            questions.push(family.generate(o.difficulty, o.task_seed, index));
+        }
+        let mut prompts = Vec::with_capacity(questions.len() * o.group_size);
+        for question in &questions {
+            let ids = self.policy.encode(&render_prompt(&question.prompt))?;
+            prompts.extend(std::iter::repeat_n(ids, o.group_size));
+        }
+        let sample_options = SampleOptions {
+            temperature: o.temperature,
+            max_new_tokens: o.max_new_tokens,
+            ..SampleOptions::default()
+        };
+        let sampling = SamplingParams {
+            temperature: sample_options.temperature,
+            top_p: sample_options.top_p,
+            top_k: sample_options.top_k as u32,
+            max_new_tokens: sample_options.max_new_tokens as u32,
+        };
+        let group_size = o.group_size;
+        let started = Instant::now();
+        let samples = self
+            .policy
+            .sample(&prompts, &sample_options, &mut self.rng)?;
+        let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
+        let tokens_per_second = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let rewards = self.rewards();
+        let policy = self.policy_info();
+        let groups = questions
+            .into_iter()
+            .zip(samples.chunks(group_size))
+            .map(|(question, group)| LocalGroup {
+                completions: group
+                    .iter()
+                    .map(|s| Completion {
+                        reward: swarm_tasks::verify(&question, &s.text, &rewards).reward,
+                        text: s.text.clone(),
+                        token_ids: s.token_ids.clone(),
+                        logprobs: s.logprobs.clone(),
+                        truncated: s.truncated,
+                    })
+                    .collect(),
+                question,
+                policy: policy.clone(),
+                sampling,
+            })
+            .collect();
+        Ok((groups, tokens_per_second))
+    }
+
+    /// How many external groups this round may train on: at most `external_per_round`, and few
+    /// enough that external completions stay within `external_share_cap` of the batch.
+    fn external_allowance(&self, local_groups: usize) -> usize {
+        let o = &self.options;
+        if o.external_share_cap >= 1.0 {
+            return o.external_per_round;
+        }
+        let by_share = local_groups as f64 * o.external_share_cap / (1.0 - o.external_share_cap);
+        o.external_per_round.min(by_share.floor() as usize)
+    }
+
+    /// Runs one round and records it; checkpoints every `checkpoint_every` rounds.
+    pub fn run_round(&mut self, network: &mut dyn Network) -> Result<RoundMetrics> {
+        let started = Instant::now();
+        let (fresh, tokens_per_second) = self.sample_groups()?;
+        for group in &fresh {
+            if let Err(err) = network.publish(group) {
+                tracing::warn!(
+                    %err,
+                    "could not publish a rollout group; training goes on with local rollouts"
+                );
+            }
+        }
+        let stale = if self.options.replay_local {
+            self.pool.replayable(self.policy_version())
+        } else {
+            Vec::new()
+        };
+        self.pool.add_external(self.round, network.take_arrivals());
+        let allowance = self.external_allowance(fresh.len() + stale.len());
+        let external = self.pool.take_external(self.round, allowance);
+
+        let mut accuracy: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        let mut reward_sum = 0.0;
+        let mut completions = 0usize;
+        let mut completion_tokens = 0usize;
+        for group in &fresh {
+            let tally = accuracy.entry(group.question.family.clone()).or_default();
+            for c in &group.completions {
+                tally.0 += usize::from(c.reward >= 1.0);
+                tally.1 += 1;
+                reward_sum += f64::from(c.reward);
+                completions += 1;
+                completion_tokens += c.token_ids.len();
+            }
+        }
+
+        let step_started = Instant::now();
+        let policy_version = self.policy_version();
+        let report = self.train(&fresh, &stale, &external)?;
+        let step_seconds = step_started.elapsed().as_secs_f64();
+        if self.options.replay_local {
+            self.pool.keep_local(fresh.iter().cloned());
+        }
+        self.round += 1;
+        let (dropped_stale, dropped_overflow) = self.pool.dropped();
+        let u = &report.update;
+        let metrics = RoundMetrics {
+            round: self.round,
+            policy_version: self.policy_version(),
+            reward_local: reward_sum / completions.max(1) as f64,
+            reward_external: report.batch.reward_external,
+            accuracy: accuracy
+                .into_iter()
+                .map(|(family, (right, total))| (family, right as f64 / total.max(1) as f64))
+                .collect(),
+            external_accuracy: report
+                .batch
+                .external_correct
+                .iter()
+                .map(|(family, &(right, total))| {
+                    (family.clone(), right as f64 / total.max(1) as f64)
+                })
+                .collect(),
+            external_groups: external.len(),
+            stale_groups: stale.len(),
+            trained_local: report.trained_local_external.0,
+            trained_external: report.trained_local_external.1,
+            zero_variance_fraction: report.batch.zero_variance_groups as f64
+                / report.batch.groups.max(1) as f64,
+            gated_external: u.gated,
+            unusable_external: report.batch.external_unusable,
+            clip_low_fraction: u.clip_low,
+            clip_high_fraction: u.clip_high,
+            entropy: u.entropy,
+            kl_proximal: u.kl_proximal,
+            mean_importance_weight: u.mean_weight,
+            effective_sample_size: u.effective_sample_size,
+            nll_per_byte_local: u.nll_per_byte_local,
+            nll_per_byte_external: u.nll_per_byte_external,
+            optimizer_steps: u.steps,
+            pool_waiting: self.pool.external_len(),
+            pool_dropped: dropped_stale + dropped_overflow,
+            completion_tokens: completion_tokens as f64 / completions.max(1) as f64,
+            tokens_per_second,
+            step_seconds,
+            round_seconds: started.elapsed().as_secs_f64(),
+        };
+        self.metrics.write(&metrics)?;
+        if let Some(log) = &mut self.rollout_log {
+            write_rollouts(
+                log,
+                self.round,
+                policy_version,
+                &fresh,
+                &external,
+                &self.options,
+            )?;
+        }
+        if self.round % self.options.checkpoint_every == 0 {
+            self.checkpoint()?;
+        }
+        Ok(metrics)
+    }
+
+    /// Builds the batch from own fresh and replayed groups and external groups and updates the
+    /// policy. Public so that batches can be trained without sampling (tests, offline data).
+    pub fn train(
+        &mut self,
+        fresh: &[LocalGroup],
+        stale: &[LocalGroup],
+        external: &[ExternalGroup],
+    ) -> Result<TrainReport> {
+        let o = &self.options;
+        let batch_options = BatchOptions {
+            grouping: o.grouping,
+            advantages: AdvantageOptions {
+                scale_by_std: o.scale_advantages_by_std,
+            },
+            max_variance_subset: (o.max_variance_subset > 0).then_some(o.max_variance_subset),
+            rewards: self.rewards(),
+            max_completion_tokens: 4 * o.max_new_tokens,
+        };
+        let (items, batch) = build_batch(
+            fresh,
+            stale,
+            external,
+            &PolicyTokenizer(&self.policy),
+            &batch_options,
+        )?;
+        let update_options = UpdateOptions {
+            steps: o.steps_per_round,
+            lr: o.lr,
+            max_grad_norm: o.max_grad_norm,
+            loss: LossOptions {
+                eps_low: o.eps_low,
+                eps_high: o.eps_high,
+                ..LossOptions::default()
+            },
+            tis_cap: o.tis_cap,
+            nll_gate_margin: o.nll_gate_margin,
+        };
+        let (trained, update) = update(
+            &self.policy,
+            &mut self.optimizer,
+            items,
+            &update_options,
+            &mut self.rng,
+        )?;
+        let local = trained.iter().filter(|i| i.provenance.is_local()).count();
+        Ok(TrainReport {
+            batch,
+            update,
+            trained_local_external: (local, trained.len() - local),
+        })
+    }
+
+    /// Writes a checkpoint now.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        checkpoint::save(
+            &self.checkpoints,
+            &self.policy,
+            &self.optimizer,
+            &self.rng,
+            serde_json::json!({ "round": self.round }),
+            self.options.keep_checkpoints,
+        )
+    }
+}
+
+/// Appends every own and external completion of the round, with locally computed rewards.
+fn write_rollouts(
+    log: &mut JsonlWriter,
+    round: u64,
+    trainer_version: u64,
+    fresh: &[LocalGroup],
+    external: &[ExternalGroup],
+    options: &LearnerOptions,
+) -> Result<()> {
+    let rewards = RewardConfig {
+        format_reward: options.format_reward,
+    };
+    for group in fresh {
+        for c in &group.completions {
+            log.write(&serde_json::json!({
+                "round": round,
+                "trainer_policy_version": trainer_version,
+                "family": group.question.family,
+                "prompt": group.question.prompt,
+                "completion": c.text,
+                "reward": c.reward,
+                "truncated": c.truncated,
+                "provenance": crate::rollout::Provenance::LocalFresh {
+                    policy_version: group.policy.policy_version
+                },
+            }))?;
+        }
+    }
+    for group in external {
+        for c in &group.completions {
+            let reward = swarm_tasks::verify(&group.question, &c.text, &rewards).reward;
+            log.write(&serde_json::json!({
+                "round": round,
+                "trainer_policy_version": trainer_version,
+                "family": group.question.family,
+                "prompt": group.question.prompt,
+                "completion": c.text,
+                "reward": reward,
+                "truncated": c.truncated,
+                "provenance": crate::rollout::Provenance::External {
+                    author: group.author.clone(),
+                    model_name: group.policy.model_name.clone(),
+                    tokenizer_hash: hex::encode(&group.policy.tokenizer_hash[..8]),
+                    policy_version: group.policy.policy_version,
+                },
+            }))?;
+        }
+    }
+    Ok(())
+}

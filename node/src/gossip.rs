@@ -1,0 +1,212 @@
+//! The learner's [`Network`] over the gossip layer: own groups leave as signed rollout bundles, and
+//! validated bundles from other nodes come back as external groups whose question is regenerated
+//! locally from the task reference.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use swarm_learner::{ExternalCompletion, ExternalGroup, LocalGroup, Network};
+use swarm_net::{NetEvent, NetHandle, TaskChecker};
+use swarm_protocol::{Digest, RolloutBundle, SigningKey, TaskCheck, network_id, sign_bundle};
+use swarm_tasks::{TaskCatalog, TaskError};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+/// The wire form of a task reference.
+pub fn to_wire(task: &swarm_tasks::TaskRef) -> swarm_protocol::TaskRef {
+    match task.clone() {
+        swarm_tasks::TaskRef::Procedural {
+            family,
+            difficulty,
+            seed,
+            index,
+        } => swarm_protocol::TaskRef::Procedural {
+            family,
+            difficulty,
+            seed,
+            index,
+        },
+        swarm_tasks::TaskRef::Dataset { dataset_hash, row } => {
+            swarm_protocol::TaskRef::Dataset { dataset_hash, row }
+        }
+        swarm_tasks::TaskRef::Unlabeled { prompt_hash } => {
+            swarm_protocol::TaskRef::Unlabeled { prompt_hash }
+        }
+    }
+}
+
+/// The task crate's form of a wire reference.
+pub fn from_wire(task: &swarm_protocol::TaskRef) -> swarm_tasks::TaskRef {
+    match task.clone() {
+        swarm_protocol::TaskRef::Procedural {
+            family,
+            difficulty,
+            seed,
+            index,
+        } => swarm_tasks::TaskRef::Procedural {
+            family,
+            difficulty,
+            seed,
+            index,
+        },
+        swarm_protocol::TaskRef::Dataset { dataset_hash, row } => {
+            swarm_tasks::TaskRef::Dataset { dataset_hash, row }
+        }
+        swarm_protocol::TaskRef::Unlabeled { prompt_hash } => {
+            swarm_tasks::TaskRef::Unlabeled { prompt_hash }
+        }
+    }
+}
+
+/// The gossip layer's task check: regenerate the question a reference names and compare prompts.
+pub fn task_checker(catalog: TaskCatalog) -> TaskChecker {
+    Arc::new(
+        move |task, prompt| match catalog.check(&from_wire(task), prompt) {
+            Ok(_) => TaskCheck::Match,
+            Err(TaskError::UnknownFamily(_)) => TaskCheck::UnknownFamily,
+            Err(TaskError::UnknownDataset(_)) => TaskCheck::UnknownDataset,
+            Err(_) => TaskCheck::Mismatch,
+        },
+    )
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A learner's network over a running gossip node. Its methods block on the runtime, so the learner
+/// must run on a thread that is not a runtime worker.
+pub struct GossipNetwork {
+    handle: NetHandle,
+    events: mpsc::Receiver<NetEvent>,
+    runtime: Handle,
+    key: SigningKey,
+    network_id: Digest,
+    catalog: TaskCatalog,
+    sequence: u64,
+    /// Groups not published because no peer was subscribed yet.
+    pub unpublished: u64,
+    /// External groups handed to the learner.
+    pub received: u64,
+}
+
+impl GossipNetwork {
+    /// Wraps a spawned network node; `key` must be the identity the node was spawned with, so
+    /// bundle authors and transport peers agree.
+    pub fn new(
+        handle: NetHandle,
+        events: mpsc::Receiver<NetEvent>,
+        runtime: Handle,
+        key: SigningKey,
+        network_name: &str,
+        catalog: TaskCatalog,
+    ) -> Self {
+        Self {
+            handle,
+            events,
+            runtime,
+            key,
+            network_id: network_id(network_name),
+            catalog,
+            // Sequence numbers only have to grow per author; starting at the clock keeps them growing
+            // across restarts without storing a counter.
+            sequence: now_ms(),
+            unpublished: 0,
+            received: 0,
+        }
+    }
+
+    /// The network node's handle.
+    pub fn handle(&self) -> &NetHandle {
+        &self.handle
+    }
+
+    /// The bundle that carries `group`.
+    pub fn bundle(&mut self, group: &LocalGroup) -> RolloutBundle {
+        self.sequence += 1;
+        RolloutBundle {
+            network_id: self.network_id,
+            author: self.key.verifying_key().to_bytes(),
+            sequence: self.sequence,
+            created_at_ms: now_ms(),
+            policy: group.policy.clone(),
+            sampling: group.sampling,
+            task: to_wire(&swarm_tasks::TaskRef::procedural(&group.question)),
+            prompt: group.question.prompt.clone(),
+            completions: group.completions.clone(),
+        }
+    }
+}
+
+impl Network for GossipNetwork {
+    fn publish(&mut self, group: &LocalGroup) -> Result<()> {
+        if self.handle.stats().topic_peers == 0 {
+            // Gossip refuses to publish with no subscribed peer; the group would be lost anyway.
+            self.unpublished += 1;
+            return Ok(());
+        }
+        let bundle = self.bundle(group);
+        let envelope = sign_bundle(&bundle, &self.key).context("cannot sign a rollout bundle")?;
+        self.runtime.block_on(self.handle.publish(envelope))?;
+        Ok(())
+    }
+
+    fn take_arrivals(&mut self) -> Vec<ExternalGroup> {
+        let mut groups = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            let NetEvent::Bundle { bundle, .. } = event else {
+                continue;
+            };
+            let bundle = bundle.bundle;
+            // The gossip layer already checked the prompt against the reference; resolving again
+            // gives the ground truth to rescore with.
+            let question = match self.catalog.check(&from_wire(&bundle.task), &bundle.prompt) {
+                Ok(question) => question,
+                Err(err) => {
+                    tracing::debug!(%err, "external bundle's task cannot be scored here");
+                    continue;
+                }
+            };
+            groups.push(ExternalGroup {
+                author: hex::encode(bundle.author),
+                question,
+                policy: bundle.policy,
+                completions: bundle
+                    .completions
+                    .iter()
+                    .map(ExternalCompletion::from_wire)
+                    .collect(),
+            });
+        }
+        self.received += groups.len() as u64;
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_references_round_trip_and_the_checker_regenerates_prompts() {
+        let question = swarm_tasks::family("countdown").unwrap().generate(1, 3, 4);
+        let local = swarm_tasks::TaskRef::procedural(&question);
+        let wire = to_wire(&local);
+        assert_eq!(from_wire(&wire), local);
+        let check = task_checker(TaskCatalog::new());
+        assert_eq!(check(&wire, &question.prompt), TaskCheck::Match);
+        assert_eq!(check(&wire, "What is 1+1?"), TaskCheck::Mismatch);
+        let unknown = swarm_protocol::TaskRef::Procedural {
+            family: "poetry".into(),
+            difficulty: 0,
+            seed: 0,
+            index: 0,
+        };
+        assert_eq!(check(&unknown, "x"), TaskCheck::UnknownFamily);
+    }
+}

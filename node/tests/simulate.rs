@@ -1,0 +1,190 @@
+//! `swarm-node simulate` as a researcher runs it: three real nodes on loopback (one publishing
+//! garbage), each learning, exchanging signed bundles over gossipsub, and a report with charts.
+
+use std::path::Path;
+use std::process::Command;
+
+const PLAN: &str = r#"
+[sim]
+name = "ci"
+rounds = 4
+seeds = [7]
+eval_questions = 4
+
+# Long enough that completions disagree (pass@1 about one half), so groups carry a learning signal.
+[warmup]
+families = ["propositional_logic"]
+steps = 30
+
+[learner]
+families = ["propositional_logic"]
+prompts_per_round = 3
+group_size = 4
+max_new_tokens = 6
+external_share_cap = 1.0
+rollout_log = true
+
+[[kind]]
+name = "honest"
+count = 2
+
+[[kind]]
+name = "noisy"
+count = 1
+adversary = "garbage"
+
+[[configuration]]
+name = "3/3"
+local = 3
+external = 3
+"#;
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+#[test]
+fn three_nodes_learn_from_each_other_and_the_report_is_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        PLAN.replace(
+            "[[kind]]\nname = \"honest\"",
+            &format!(
+                "[[kind]]\nname = \"honest\"\nmodel = {:?}",
+                root.join("configs/models/tiny")
+            ),
+        )
+        .replace(
+            "name = \"noisy\"",
+            &format!(
+                "name = \"noisy\"\nmodel = {:?}",
+                root.join("configs/models/tiny")
+            ),
+        )
+        .replace(
+            "[sim]",
+            &format!("[sim]\ncache_dir = {:?}", dir.path().join("cache")),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
+        .env_remove("RUST_LOG")
+        .args(["--http", "off", "simulate"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "simulate failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("| 3/3 | 1 |"), "{stdout}");
+
+    let summary = json(&out.join("summary.json"));
+    let configuration = &summary["configurations"][0];
+    assert_eq!(configuration["name"], "3/3");
+    assert_eq!(configuration["honest_nodes"], 2);
+    assert!(
+        configuration["cumulative_reward"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+
+    let result = json(&out.join("3_3/seed-7/result.json"));
+    let nodes = result["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let mut trained_external = 0;
+    for node in nodes {
+        let name = node["name"].as_str().unwrap();
+        let rounds = node["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 4, "{name} ran every round");
+        assert!(node["published"].as_u64().unwrap() > 0, "{name} published");
+        assert!(
+            node["received"]["accept"].as_u64().unwrap_or(0) > 0,
+            "{name} accepted bundles from its peers: {}",
+            node["received"]
+        );
+        assert!(
+            rounds
+                .iter()
+                .any(|r| r["external_groups"].as_u64().unwrap() > 0),
+            "{name} took groups from its peers"
+        );
+        trained_external += rounds
+            .iter()
+            .map(|r| r["trained_external"].as_u64().unwrap())
+            .sum::<u64>();
+        let metrics = out.join("3_3/seed-7").join(name).join("metrics.jsonl");
+        assert_eq!(
+            std::fs::read_to_string(&metrics).unwrap().lines().count(),
+            4,
+            "{}",
+            metrics.display()
+        );
+        assert!(node["pass_at_1_end"]["propositional_logic"].is_number());
+    }
+    assert!(
+        trained_external > 0,
+        "some node trained on other nodes' completions"
+    );
+    // Every receiver rescores the garbage node's completions with its own verifier: none of them
+    // may enter an honest node's training data as correct, whatever reward they claimed.
+    let garbage_author = nodes.iter().find(|n| n["adversary"] == "garbage").unwrap()["author"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut garbage_seen = 0;
+    for node in nodes.iter().filter(|n| n["adversary"].is_null()) {
+        let log = out
+            .join("3_3/seed-7")
+            .join(node["name"].as_str().unwrap())
+            .join("rollouts.jsonl");
+        for line in std::fs::read_to_string(&log).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            if row["provenance"]["author"] == garbage_author.as_str() {
+                garbage_seen += 1;
+                assert!(row["reward"].as_f64().unwrap() < 1.0, "{row}");
+            }
+        }
+    }
+    assert!(
+        garbage_seen > 0,
+        "honest nodes received the garbage node's bundles"
+    );
+
+    for chart in ["reward-3_3.svg", "cumulative-reward.svg", "accuracy.svg"] {
+        let svg = std::fs::read_to_string(out.join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{chart}");
+        assert!(
+            svg.contains("<polyline") || svg.contains("<path"),
+            "{chart} has lines"
+        );
+    }
+    let markdown = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(markdown.contains("Cumulative reward"), "{markdown}");
+
+    // A second run into the same directory is refused, not merged.
+    let again = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
+        .args(["--http", "off", "simulate"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
