@@ -71,14 +71,14 @@ pub struct LearnerOptions {
 impl Default for LearnerOptions {
     fn default() -> Self {
         Self {
-            families: vec!["basic_arithmetic".to_owned()],
+            families: vec!["sorting".to_owned()],
             difficulty: 0,
             task_seed: 1,
             prompts_per_round: 8,
             group_size: 8,
             temperature: 1.0,
             max_new_tokens: 8,
-            lr: 1e-4,
+            lr: 3e-4,
             max_grad_norm: 1.0,
             eps_low: 0.2,
             eps_high: 0.28,

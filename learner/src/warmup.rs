@@ -28,9 +28,9 @@ pub struct WarmupOptions {
 impl Default for WarmupOptions {
     fn default() -> Self {
         Self {
-            families: vec!["basic_arithmetic".to_owned()],
+            families: vec!["sorting".to_owned()],
             difficulty: 0,
-            steps: 150,
+            steps: 60,
             batch: 32,
             lr: 3e-3,
             seed: 1 << 40,

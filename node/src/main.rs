@@ -71,19 +71,22 @@ enum Command {
         rounds: u64,
     },
     /// Run a multi-node simulation on this machine (real libp2p nodes on loopback, one learner
-    /// thread each) and write a report with charts.
+    /// thread each) and write a report with charts. `--config` names the plan
+    /// [default: configs/sim-quick.toml].
     Simulate {
-        /// Simulation plan, e.g. configs/sim-quick.toml.
-        plan: PathBuf,
         /// Override the number of nodes (plans without [[kind]] tables).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
         nodes: Option<u64>,
         /// Override the rounds per node.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         rounds: Option<u64>,
-        /// Compare one local/external split instead of the plan's configurations, e.g. 4/4.
-        #[arg(long, value_parser = parse_split)]
-        local_external: Option<(usize, usize)>,
+        /// Own prompts per round (the paper's I); with --external, replaces the plan's
+        /// configurations by this one split.
+        #[arg(long, requires = "external", value_parser = clap::value_parser!(u64).range(1..=1024))]
+        local: Option<u64>,
+        /// External groups per round (the paper's J), with --local.
+        #[arg(long, requires = "local", value_parser = clap::value_parser!(u64).range(0..=1024))]
+        external: Option<u64>,
         /// Run only this seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -249,6 +252,37 @@ fn flag_overrides(common: &CommonArgs) -> Vec<FlagOverride> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Simulate {
+        nodes,
+        rounds,
+        local,
+        external,
+        seed,
+        out,
+    } = &cli.command
+    {
+        // The plan is a simulation file, not a node configuration: each simulated node's settings
+        // come from it.
+        // Nodes dial each other while they start, which the network layer reports as unreachable
+        // peers; in a simulation that is expected, so only its errors are shown.
+        swarm_node::logging::init(
+            cli.common.log_format.unwrap_or(LogFormat::Human),
+            "warn,swarm_net=error",
+        )?;
+        let plan = cli
+            .common
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(swarm_node::sim::DEFAULT_PLAN));
+        let overrides = swarm_node::sim::config::SimOverrides {
+            nodes: nodes.map(|n| n as usize),
+            rounds: *rounds,
+            local_external: local.zip(*external).map(|(i, j)| (i as usize, j as usize)),
+            seed: *seed,
+        };
+        swarm_node::sim::simulate(&plan, &overrides, out.clone())?;
+        return Ok(());
+    }
     let loaded = NodeConfig::load(
         cli.common.config.as_deref(),
         std::env::vars(),
@@ -299,6 +333,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Tasks { action } => tasks_command(action)?,
+        Command::Simulate { .. } => {
+            unreachable!("simulate is handled before the node configuration loads")
+        }
         Command::Warmup { model, out } => {
             let model = model.unwrap_or_else(|| config.node.model.clone());
             let out = match out {
@@ -330,22 +367,6 @@ fn run(cli: Cli) -> Result<()> {
                 "{}",
                 evaluate(&policy, &options, config.node.seed)?.to_table()
             );
-        }
-        Command::Simulate {
-            plan,
-            nodes,
-            rounds,
-            local_external,
-            seed,
-            out,
-        } => {
-            let overrides = swarm_node::sim::config::SimOverrides {
-                nodes: nodes.map(|n| n as usize),
-                rounds,
-                local_external,
-                seed,
-            };
-            swarm_node::sim::simulate(&plan, &overrides, out)?;
         }
         Command::Train { solo: _, rounds } => {
             let board = std::sync::Arc::new(swarm_node::status::StatusBoard::new(
@@ -498,19 +519,6 @@ fn tasks_command(action: TasksAction) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Parses `I/J`: own prompts and external groups per round.
-fn parse_split(text: &str) -> std::result::Result<(usize, usize), String> {
-    let (local, external) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not LOCAL/EXTERNAL, e.g. 4/4"))?;
-    let parse = |part: &str| {
-        part.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("`{part}` in `{text}` is not a whole number"))
-    };
-    Ok((parse(local)?, parse(external)?))
 }
 
 fn evaluate(

@@ -75,7 +75,7 @@ fn three_nodes_learn_from_each_other_and_the_report_is_written() {
     let out = dir.path().join("out");
     let output = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
         .env_remove("RUST_LOG")
-        .args(["--http", "off", "simulate"])
+        .args(["simulate", "--config"])
         .arg(&plan)
         .arg("--out")
         .arg(&out)
@@ -175,7 +175,7 @@ fn three_nodes_learn_from_each_other_and_the_report_is_written() {
 
     // A second run into the same directory is refused, not merged.
     let again = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
-        .args(["--http", "off", "simulate"])
+        .args(["simulate", "--config"])
         .arg(&plan)
         .arg("--out")
         .arg(&out)

@@ -176,7 +176,7 @@ fn dashboard_of_a_training_node_shows_its_rounds() {
         "{dom}"
     );
     assert!(
-        dom.contains("basic_arithmetic"),
+        dom.contains("sorting"),
         "the accuracy chart names the family"
     );
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-node.png");

@@ -119,6 +119,9 @@ pub struct Configuration {
     pub external: Option<usize>,
     /// Baseline grouping; default `learner.grouping`.
     pub grouping: Option<Grouping>,
+    /// Whether adversarial kinds misbehave; `false` makes them publish honestly, giving the clean
+    /// run to compare an attacked one with (same nodes, same seeds).
+    pub adversaries: bool,
 }
 
 impl Default for Configuration {
@@ -128,6 +131,7 @@ impl Default for Configuration {
             local: None,
             external: None,
             grouping: None,
+            adversaries: true,
         }
     }
 }
@@ -194,7 +198,7 @@ impl SimConfig {
                 name: format!("{local}/{external}"),
                 local: Some(local),
                 external: Some(external),
-                grouping: None,
+                ..Configuration::default()
             }];
         }
         if let Some(seed) = overrides.seed {

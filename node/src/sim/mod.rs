@@ -13,6 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use config::{SimConfig, SimOverrides};
 
+/// The plan `simulate` runs without `--config`.
+pub const DEFAULT_PLAN: &str = "configs/sim-quick.toml";
+
 /// Where a simulation writes when no `--out` is given: `runs/<name>-<unix seconds>`, so that reruns
 /// never overwrite earlier results.
 pub fn default_out_dir(config: &SimConfig) -> PathBuf {

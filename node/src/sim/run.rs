@@ -365,7 +365,7 @@ fn run_one(
                 &network_name,
                 TaskCatalog::new(),
             );
-            let adversary = plan.kind.adversary;
+            let adversary = plan.kind.adversary.filter(|_| configuration.adversaries);
             let slowdown = plan.kind.slowdown;
             let corruption_seed = first_u64(&node_seed(seed, &configuration.name, i, "adversary"));
             threads.push(scope.spawn(move || -> Result<NodeOutcome> {
@@ -428,7 +428,7 @@ fn run_one(
             name: plan.name.clone(),
             kind: plan.kind.name.clone(),
             author: hex::encode(key.verifying_key().to_bytes()),
-            adversary: plan.kind.adversary,
+            adversary: plan.kind.adversary.filter(|_| configuration.adversaries),
             families: plan.options.families.clone(),
             rounds: outcome.rounds,
             pass_at_1_start: start_scores
