@@ -98,19 +98,6 @@ pub fn policy_loss(
     })
 }
 
-/// Truncated importance weights `min(exp(proximal - behaviour), cap)` for stale own rollouts.
-pub fn truncated_importance_weights(
-    proximal: &Tensor,
-    behaviour: &Tensor,
-    cap: f64,
-) -> Result<Tensor> {
-    Ok((proximal - behaviour)?
-        .clamp(-20.0, 20.0)?
-        .exp()?
-        .clamp(0.0, cap)?
-        .detach())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,18 +199,5 @@ mod tests {
             .unwrap();
         // Descending the loss raises log-probs with positive advantage and lowers the others.
         assert!(grad[0][0] < 0.0 && grad[1][0] > 0.0, "{grad:?}");
-    }
-
-    #[test]
-    fn importance_weights_are_truncated() {
-        let proximal = t2(&[&[0.0, 0.0, -3.0]]);
-        let behaviour = t2(&[&[0.0, -2.0, 0.0]]);
-        let w: Vec<Vec<f32>> = truncated_importance_weights(&proximal, &behaviour, 2.0)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        assert_eq!(w[0][0], 1.0);
-        assert_eq!(w[0][1], 2.0, "e^2 capped at 2");
-        assert!((w[0][2] - (-3.0f32).exp()).abs() < 1e-6);
     }
 }

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use swarm_policy::{AdamW, Policy, TokenSequence};
 
 use crate::batch::TrainItem;
-use crate::loss::{LossInputs, LossOptions, policy_loss, truncated_importance_weights};
+use crate::loss::{LossInputs, LossOptions, policy_loss};
 
 /// Update settings (from [`crate::LearnerOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,6 +73,54 @@ fn padded(rows: &[&[f32]], width: usize, policy: &Policy) -> Result<Tensor> {
     )?)
 }
 
+/// Off-policy weight of each completion token (no gradient flows through it), by provenance:
+/// own rollouts (`behaviour` given) get the truncated importance weight
+/// `min(exp(proximal - behaviour), tis_cap)`; external ones get 1 when reinforced and, when pushed
+/// down, the taper `min(1, exp(current - proximal))`, so that a completion this policy already moved
+/// away from is not pushed further.
+pub fn token_weights(
+    behaviour: Option<&[f32]>,
+    advantage: f32,
+    proximal: &[f32],
+    current: &[f32],
+    tis_cap: f64,
+) -> Vec<f32> {
+    let capped_ratio = |num: f32, den: f32, cap: f64| {
+        (f64::from(num - den).clamp(-20.0, 20.0).exp().min(cap)) as f32
+    };
+    match behaviour {
+        Some(behaviour) => proximal
+            .iter()
+            .zip(behaviour)
+            .map(|(&p, &b)| capped_ratio(p, b, tis_cap))
+            .collect(),
+        None if advantage < 0.0 => current
+            .iter()
+            .zip(proximal)
+            .map(|(&c, &p)| capped_ratio(c, p, 1.0))
+            .collect(),
+        None => vec![1.0; proximal.len()],
+    }
+}
+
+/// Which items the per-byte likelihood gate keeps: own completions always; external ones unless
+/// their advantage is negative and their NLL per byte exceeds the mean of own completions by more
+/// than `margin`. Without own completions there is no reference, and everything is kept.
+pub fn likelihood_gate(items: &[(bool, f32, f64)], margin: f64) -> Vec<bool> {
+    let own: Vec<f64> = items
+        .iter()
+        .filter(|(local, _, _)| *local)
+        .map(|&(_, _, nll)| nll)
+        .collect();
+    let Some(own_mean) = mean(&own) else {
+        return vec![true; items.len()];
+    };
+    items
+        .iter()
+        .map(|&(local, advantage, nll)| local || advantage >= 0.0 || nll <= own_mean + margin)
+        .collect()
+}
+
 fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
@@ -111,38 +159,41 @@ pub fn update(
     let nll_per_byte = |logprobs: &[f32], bytes: usize| {
         -logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / bytes.max(1) as f64
     };
-    let mut local_nll = Vec::new();
-    let mut external_nll = Vec::new();
-    for (item, logprobs) in items.iter().zip(&proximal) {
-        let nll = nll_per_byte(logprobs, item.bytes);
-        if item.provenance.is_local() {
-            local_nll.push(nll);
-        } else {
-            external_nll.push(nll);
-        }
-    }
-    stats.nll_per_byte_local = mean(&local_nll);
-    stats.nll_per_byte_external = mean(&external_nll);
+    let nll: Vec<f64> = items
+        .iter()
+        .zip(&proximal)
+        .map(|(item, logprobs)| nll_per_byte(logprobs, item.bytes))
+        .collect();
+    let split = |local: bool| -> Vec<f64> {
+        items
+            .iter()
+            .zip(&nll)
+            .filter(|(item, _)| item.provenance.is_local() == local)
+            .map(|(_, &n)| n)
+            .collect()
+    };
+    stats.nll_per_byte_local = mean(&split(true));
+    stats.nll_per_byte_external = mean(&split(false));
     // A wrong answer this policy would never write teaches little and, pushed down hard, distorts
-    // unrelated tokens; without own completions to compare with there is no reference and no gate.
-    if let Some(local_mean) = stats.nll_per_byte_local {
-        let limit = local_mean + options.nll_gate_margin;
-        let mut kept_items = Vec::with_capacity(items.len());
-        let mut kept_proximal = Vec::with_capacity(items.len());
-        for (item, logprobs) in items.into_iter().zip(proximal) {
-            let gated = !item.provenance.is_local()
-                && item.advantage < 0.0
-                && nll_per_byte(&logprobs, item.bytes) > limit;
-            if gated {
-                stats.gated += 1;
-            } else {
-                kept_items.push(item);
-                kept_proximal.push(logprobs);
-            }
+    // unrelated tokens.
+    let gate_inputs: Vec<(bool, f32, f64)> = items
+        .iter()
+        .zip(&nll)
+        .map(|(item, &n)| (item.provenance.is_local(), item.advantage, n))
+        .collect();
+    let keep = likelihood_gate(&gate_inputs, options.nll_gate_margin);
+    let mut kept_items = Vec::with_capacity(items.len());
+    let mut kept_proximal = Vec::with_capacity(items.len());
+    for ((item, logprobs), keep) in items.into_iter().zip(proximal).zip(keep) {
+        if keep {
+            kept_items.push(item);
+            kept_proximal.push(logprobs);
+        } else {
+            stats.gated += 1;
         }
-        items = kept_items;
-        proximal = kept_proximal;
     }
+    items = kept_items;
+    proximal = kept_proximal;
     stats.trained = items.len();
     if items.is_empty() {
         return Ok((items, stats));
@@ -191,30 +242,28 @@ fn train_step(
     let out = policy.sequence_logprobs(&sequences)?;
     let (rows, width) = out.logprobs.dims2()?;
     let proximal_rows: Vec<&[f32]> = minibatch.iter().map(|&i| proximal[i].as_slice()).collect();
-    let proximal = padded(&proximal_rows, width, policy)?;
     let current = out.logprobs.detach();
 
-    // Per-row weights: own rollouts are corrected towards the proximal policy with truncated
-    // importance weights; external ones get weight 1 when they are to be reinforced and, when they
-    // are to be pushed down, the taper min(1, pi_theta / pi_prox) so that a completion this policy
-    // already moved away from is not pushed further.
-    let mut weight_rows = Vec::with_capacity(rows);
-    for (row, &i) in minibatch.iter().enumerate() {
-        let item = &items[i];
-        let proximal_row = proximal.get(row)?.unsqueeze(0)?;
-        let weight = match &item.behaviour {
-            Some(behaviour) => {
-                let behaviour = padded(&[behaviour.as_slice()], width, policy)?;
-                truncated_importance_weights(&proximal_row, &behaviour, options.tis_cap)?
-            }
-            None if item.advantage < 0.0 => {
-                truncated_importance_weights(&current.get(row)?.unsqueeze(0)?, &proximal_row, 1.0)?
-            }
-            None => proximal_row.ones_like()?,
-        };
-        weight_rows.push(weight);
-    }
-    let weights = (Tensor::cat(&weight_rows, 0)? * &out.mask)?;
+    let current_rows: Vec<Vec<f32>> = current.to_vec2()?;
+    let weight_rows: Vec<Vec<f32>> = minibatch
+        .iter()
+        .zip(&current_rows)
+        .map(|(&i, current_row)| {
+            let item = &items[i];
+            let len = item.completion.len();
+            token_weights(
+                item.behaviour.as_deref(),
+                item.advantage,
+                &proximal[i],
+                &current_row[..len],
+                options.tis_cap,
+            )
+        })
+        .collect();
+    let weight_refs: Vec<&[f32]> = weight_rows.iter().map(Vec::as_slice).collect();
+    let weights = padded(&weight_refs, width, policy)?;
+    let weights = (weights * &out.mask)?;
+    let proximal = padded(&proximal_rows, width, policy)?;
     let advantages: Vec<f32> = minibatch.iter().map(|&i| items[i].advantage).collect();
     let advantages = Tensor::from_vec(advantages, rows, policy.device())?;
     let tokens = f64::from(out.mask.sum_all()?.to_scalar::<f32>()?).max(1.0);
@@ -253,4 +302,67 @@ fn train_step(
         },
         masked_sum(&k3)? / tokens,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(actual: &[f32], expected: &[f64]) {
+        assert_eq!(actual.len(), expected.len());
+        for (a, e) in actual.iter().zip(expected) {
+            assert!(
+                (f64::from(*a) - e).abs() < 1e-5,
+                "{actual:?} vs {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn own_rollouts_get_truncated_importance_weights() {
+        // exp(-1.0 - -1.5) = 1.6487; exp(-0.2 - -1.5) = 3.669 -> capped at 2; exp(-2 - -1) = 0.3679.
+        let weights = token_weights(
+            Some(&[-1.5, -1.5, -1.0]),
+            -0.5,
+            &[-1.0, -0.2, -2.0],
+            &[0.0, 0.0, 0.0],
+            2.0,
+        );
+        close(&weights, &[0.5_f64.exp(), 2.0, (-1.0_f64).exp()]);
+    }
+
+    #[test]
+    fn external_negatives_are_tapered_and_positives_weigh_one() {
+        let proximal = [-1.0, -1.0, -3.0];
+        // The policy moved away from tokens 1 and 3 (current below proximal) and towards token 2.
+        let current = [-1.7, -0.5, -3.2];
+        let pushed_down = token_weights(None, -0.4, &proximal, &current, 2.0);
+        close(&pushed_down, &[(-0.7_f64).exp(), 1.0, (-0.2_f64).exp()]);
+        let reinforced = token_weights(None, 0.4, &proximal, &current, 2.0);
+        close(&reinforced, &[1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn the_likelihood_gate_drops_only_implausible_external_negatives() {
+        // Own completions average 1.0 nat per byte; margin 2 puts the limit at 3.0.
+        let items = [
+            (true, -0.5, 0.5),
+            (true, 0.5, 1.5),
+            (false, -0.5, 3.5), // external, negative, above the limit: dropped
+            (false, -0.5, 2.9), // external, negative, below the limit: kept
+            (false, 0.5, 9.0),  // external, positive: kept whatever its likelihood
+            (true, -0.5, 9.0),  // own: always kept
+        ];
+        // The last own item moves the mean to (0.5 + 1.5 + 9) / 3 = 3.667, limit 5.667.
+        assert_eq!(
+            likelihood_gate(&items, 2.0),
+            vec![true, true, true, true, true, true]
+        );
+        assert_eq!(
+            likelihood_gate(&items[..5], 2.0),
+            vec![true, true, false, true, true]
+        );
+        // No own completions: no reference, nothing gated.
+        assert_eq!(likelihood_gate(&items[2..5], 2.0), vec![true; 3]);
+    }
 }

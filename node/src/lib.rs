@@ -8,6 +8,7 @@ pub mod config;
 pub mod gossip;
 pub mod http;
 pub mod identity;
+pub mod join;
 pub mod logging;
 pub mod sim;
 pub mod status;

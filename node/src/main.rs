@@ -94,6 +94,35 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Join a swarm: train with peers, sharing signed rollouts over libp2p. Runs until SIGINT or
+    /// SIGTERM (then checkpoints and leaves cleanly), or for --rounds rounds.
+    Join {
+        /// Bootstrap peer multiaddr ending in /p2p/<peer id> (repeatable) [config: net.bootstrap].
+        #[arg(long = "bootstrap")]
+        bootstrap: Vec<String>,
+        /// Multiaddr to listen on (repeatable) [config: net.listen].
+        #[arg(long = "listen")]
+        listen: Vec<String>,
+        /// Network name [config: net.network].
+        #[arg(long)]
+        network: Option<String>,
+        /// Model directory [config: node.model].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Stop after this many rounds instead of running until interrupted.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: Option<u64>,
+    },
+    /// Run a bootstrap node: no model; peers find each other through it and it relays validated
+    /// gossip. Prints its multiaddrs; runs until SIGINT or SIGTERM.
+    Bootstrap {
+        /// Multiaddr to listen on (repeatable) [config: net.listen].
+        #[arg(long = "listen")]
+        listen: Vec<String>,
+        /// Network name [config: net.network].
+        #[arg(long)]
+        network: Option<String>,
+    },
     /// Evaluate a model on held-out questions: pass@1 and pass@k per family.
     Eval {
         /// Model directory (a checkpoint directory works too) [default: config node.model].
@@ -251,6 +280,88 @@ fn flag_overrides(common: &CommonArgs) -> Vec<FlagOverride> {
     flags
 }
 
+/// Configuration keys set by `join` and `bootstrap` flags.
+fn network_overrides(command: &Command) -> Vec<FlagOverride> {
+    let (bootstrap, listen, network, model) = match command {
+        Command::Join {
+            bootstrap,
+            listen,
+            network,
+            model,
+            ..
+        } => (bootstrap.as_slice(), listen, network, model.as_ref()),
+        Command::Bootstrap { listen, network } => (&[][..], listen, network, None),
+        _ => return Vec::new(),
+    };
+    let strings =
+        |values: &[String]| Value::Array(values.iter().map(|v| Value::String(v.clone())).collect());
+    let mut flags = Vec::new();
+    if !bootstrap.is_empty() {
+        flags.push(FlagOverride {
+            key: "net.bootstrap",
+            flag: "--bootstrap",
+            value: strings(bootstrap),
+        });
+    }
+    if !listen.is_empty() {
+        flags.push(FlagOverride {
+            key: "net.listen",
+            flag: "--listen",
+            value: strings(listen),
+        });
+    }
+    if let Some(network) = network {
+        flags.push(FlagOverride {
+            key: "net.network",
+            flag: "--network",
+            value: Value::String(network.clone()),
+        });
+    }
+    if let Some(model) = model {
+        flags.push(FlagOverride {
+            key: "node.model",
+            flag: "--model",
+            value: Value::String(model.display().to_string()),
+        });
+    }
+    flags
+}
+
+/// Starts the HTTP API and dashboard unless `http.listen` is `off`.
+fn start_http(
+    config: &NodeConfig,
+    board: &std::sync::Arc<swarm_node::status::StatusBoard>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Option<swarm_node::http::HttpServer>> {
+    if config.http.listen == "off" {
+        return Ok(None);
+    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    swarm_node::http::register_status_metrics(&mut registry, board.clone());
+    let server = runtime.block_on(swarm_node::http::HttpServer::start(
+        config.http.listen.parse()?,
+        board.clone(),
+        std::sync::Arc::new(registry),
+    ))?;
+    eprintln!("HTTP API and dashboard on http://{}/", server.local_addr());
+    Ok(Some(server))
+}
+
+fn status_board(
+    config: &NodeConfig,
+    role: &str,
+    network: &str,
+) -> std::sync::Arc<swarm_node::status::StatusBoard> {
+    std::sync::Arc::new(swarm_node::status::StatusBoard::new(
+        swarm_node::status::NodeStatus {
+            role: role.into(),
+            network: network.into(),
+            model: config.node.model.display().to_string(),
+            ..Default::default()
+        },
+    ))
+}
+
 fn run(cli: Cli) -> Result<()> {
     if let Command::Simulate {
         nodes,
@@ -283,10 +394,12 @@ fn run(cli: Cli) -> Result<()> {
         swarm_node::sim::simulate(&plan, &overrides, out.clone())?;
         return Ok(());
     }
+    let mut flags = flag_overrides(&cli.common);
+    flags.extend(network_overrides(&cli.command));
     let loaded = NodeConfig::load(
         cli.common.config.as_deref(),
         std::env::vars(),
-        &flag_overrides(&cli.common),
+        &flags,
         FLAG_ONLY_ENV,
     )?;
     let config = loaded.config;
@@ -369,37 +482,51 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Train { solo: _, rounds } => {
-            let board = std::sync::Arc::new(swarm_node::status::StatusBoard::new(
-                swarm_node::status::NodeStatus {
-                    role: "learner".into(),
-                    network: "solo".into(),
-                    model: config.node.model.display().to_string(),
-                    ..Default::default()
-                },
-            ));
+            let board = status_board(&config, "learner", "solo");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()?;
-            let server = if config.http.listen == "off" {
-                None
-            } else {
-                let mut registry = prometheus_client::registry::Registry::default();
-                swarm_node::http::register_status_metrics(&mut registry, board.clone());
-                let server = runtime.block_on(swarm_node::http::HttpServer::start(
-                    config.http.listen.parse()?,
-                    board.clone(),
-                    std::sync::Arc::new(registry),
-                ))?;
-                eprintln!("HTTP API and dashboard on http://{}/", server.local_addr());
-                Some(server)
-            };
+            let server = start_http(&config, &board, &runtime)?;
             let learner = swarm_node::train::train_solo(&config, rounds, &board)?;
             println!(
                 "trained to round {}; checkpoints and metrics.jsonl are in {}",
                 learner.round(),
                 config.node.data_dir.display()
             );
+            if let Some(server) = server {
+                runtime.block_on(server.shutdown());
+            }
+        }
+        Command::Join { rounds, .. } => {
+            let board = status_board(&config, "learner", &config.net.network);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            swarm_node::join::stop_on_signal(&runtime, stop.clone());
+            let server = start_http(&config, &board, &runtime)?;
+            let learner = swarm_node::join::join(&config, rounds, &board, &runtime, &stop)?;
+            println!(
+                "left the network at round {}; checkpoints and metrics.jsonl are in {}",
+                learner.round(),
+                config.node.data_dir.display()
+            );
+            if let Some(server) = server {
+                runtime.block_on(server.shutdown());
+            }
+        }
+        Command::Bootstrap { .. } => {
+            let board = status_board(&config, "bootstrap", &config.net.network);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            swarm_node::join::stop_on_signal(&runtime, stop.clone());
+            let server = start_http(&config, &board, &runtime)?;
+            swarm_node::join::bootstrap(&config, &board, &runtime, &stop)?;
             if let Some(server) = server {
                 runtime.block_on(server.shutdown());
             }

@@ -129,6 +129,33 @@ pub fn model_name(model: &Path) -> String {
         .unwrap_or_else(|| "model".to_owned())
 }
 
+/// Prints one line for a finished round (with the peer count on the network).
+pub fn print_round(metrics: &swarm_learner::RoundMetrics, peers: Option<usize>) {
+    let network = match peers {
+        Some(peers) => format!(
+            "  peers {peers}  external {}/{}",
+            metrics.trained_external,
+            metrics.trained_local + metrics.trained_external
+        ),
+        None => String::new(),
+    };
+    println!(
+        "round {:>4}  reward {:.3}  accuracy {}  zero-var {:.2}  entropy {:.3}  {:.0} tok/s  {:.2} s{network}",
+        metrics.round,
+        metrics.reward_local,
+        metrics
+            .accuracy
+            .iter()
+            .map(|(family, acc)| format!("{family}={acc:.2}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        metrics.zero_variance_fraction,
+        metrics.entropy,
+        metrics.tokens_per_second,
+        metrics.round_seconds
+    );
+}
+
 /// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
 /// round and publishing each round to `board`.
 pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Result<Learner> {
@@ -143,21 +170,7 @@ pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Resu
     let target = learner.round() + rounds;
     while learner.round() < target {
         let metrics = learner.run_round(&mut NullNetwork)?;
-        println!(
-            "round {:>4}  reward {:.3}  accuracy {}  zero-var {:.2}  entropy {:.3}  {:.0} tok/s  {:.2} s",
-            metrics.round,
-            metrics.reward_local,
-            metrics
-                .accuracy
-                .iter()
-                .map(|(family, acc)| format!("{family}={acc:.2}"))
-                .collect::<Vec<_>>()
-                .join(","),
-            metrics.zero_variance_fraction,
-            metrics.entropy,
-            metrics.tokens_per_second,
-            metrics.round_seconds
-        );
+        print_round(&metrics, None);
         board.update(|s| {
             s.round = metrics.round;
             s.policy_version = metrics.policy_version;

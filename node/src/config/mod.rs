@@ -293,6 +293,14 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_network_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo-network.toml");
+        let loaded = NodeConfig::load(Some(&path), Vec::new(), &[], &[]).unwrap();
+        assert_eq!(loaded.config.net.network, "swarm-demo");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
     fn defaults_round_trip_through_show() {
         let shown = NodeConfig::default().to_toml().unwrap();
         let loaded = load_str(&shown, &[], &[]).unwrap();

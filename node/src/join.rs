@@ -1,0 +1,180 @@
+//! `swarm-node join` and `swarm-node bootstrap`: a learner on the real network, and a model-free
+//! node that helps others find each other and relays gossip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use swarm_learner::Learner;
+use swarm_net::{NetConfig, NetHandle, NetStats};
+use swarm_tasks::TaskCatalog;
+use tokio::runtime::Runtime;
+
+use crate::config::NodeConfig;
+use crate::gossip::{GossipNetwork, task_checker};
+use crate::identity::Identity;
+use crate::status::StatusBoard;
+use crate::train::{model_name, print_round, starting_policy};
+
+/// The network layer's settings from the node configuration.
+pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
+    let parse = |addrs: &[String]| -> Result<Vec<libp2p::Multiaddr>> {
+        addrs
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("{a:?} is not a multiaddr"))
+            })
+            .collect()
+    };
+    Ok(NetConfig {
+        network_name: config.net.network.clone(),
+        listen: parse(&config.net.listen)?,
+        bootstrap: parse(&config.net.bootstrap)?,
+        local_mode: config.net.local,
+        max_connections: config.net.max_connections,
+        ..NetConfig::default()
+    })
+}
+
+/// Sets `stop` on SIGINT or SIGTERM, so the work in progress can finish and be saved.
+pub fn stop_on_signal(runtime: &Runtime, stop: Arc<AtomicBool>) {
+    runtime.spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+        tracing::info!("signal received: finishing the current round, then stopping");
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+/// Starts the network layer under this node's identity and prints the addresses peers can dial.
+fn start_network(
+    config: &NodeConfig,
+    identity: &Identity,
+    runtime: &Runtime,
+) -> Result<(NetHandle, tokio::sync::mpsc::Receiver<swarm_net::NetEvent>)> {
+    let (handle, events) = runtime.block_on(swarm_net::spawn(
+        net_config(config)?,
+        identity.seed(),
+        task_checker(TaskCatalog::new()),
+    ))?;
+    // Listening starts asynchronously; the addresses are worth printing once they exist.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while handle.listen_addrs().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for address in handle.listen_addrs() {
+        println!("listening on {address}");
+    }
+    Ok((handle, events))
+}
+
+fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
+    board.update(|s| {
+        s.peers = stats.connected_peers;
+        s.bundles_published = stats.published;
+        s.bundles_accepted = stats.accepted;
+        s.validation = stats.outcomes.clone();
+        s.listen_addrs = stats.listen_addrs.iter().map(|a| a.to_string()).collect();
+    });
+}
+
+/// Runs the learner on the network until `rounds` more rounds are done (forever if `None`) or `stop`
+/// is set; then checkpoints and leaves the network cleanly.
+pub fn join(
+    config: &NodeConfig,
+    rounds: Option<u64>,
+    board: &StatusBoard,
+    runtime: &Runtime,
+    stop: &AtomicBool,
+) -> Result<Learner> {
+    let identity = Identity::load_or_create(&config.node.data_dir)?;
+    board.update(|s| {
+        s.peer_id = identity.peer_id().to_string();
+        s.public_key = identity.public_key_hex();
+    });
+    let (handle, events) = start_network(config, &identity, runtime)?;
+    let policy = starting_policy(config)?;
+    let mut learner = Learner::start(
+        policy,
+        &model_name(&config.node.model),
+        &config.node.data_dir,
+        config.learner.clone(),
+        config.node.seed,
+    )?;
+    let mut network = GossipNetwork::new(
+        handle.clone(),
+        events,
+        runtime.handle().clone(),
+        identity.signing_key(),
+        &config.net.network,
+        TaskCatalog::new(),
+    );
+    let target = rounds.map(|r| learner.round() + r);
+    while !stop.load(Ordering::SeqCst) && target.is_none_or(|t| learner.round() < t) {
+        let metrics = learner.run_round(&mut network)?;
+        let stats = handle.stats();
+        print_round(&metrics, Some(stats.connected_peers));
+        publish_net_stats(board, &stats);
+        board.update(|s| {
+            s.round = metrics.round;
+            s.policy_version = metrics.policy_version;
+            s.last_reward = Some(metrics.reward_local);
+            s.tokens_per_second = Some(metrics.tokens_per_second);
+        });
+        board.push_history(serde_json::to_value(&metrics)?);
+    }
+    learner.checkpoint()?;
+    if let Err(err) = runtime.block_on(handle.shutdown()) {
+        tracing::warn!(%err, "the network layer had already stopped");
+    }
+    Ok(learner)
+}
+
+/// Runs a model-free node that peers bootstrap from and that relays (and validates) gossip, until
+/// `stop` is set.
+pub fn bootstrap(
+    config: &NodeConfig,
+    board: &StatusBoard,
+    runtime: &Runtime,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let identity = Identity::load_or_create(&config.node.data_dir)?;
+    board.update(|s| {
+        s.peer_id = identity.peer_id().to_string();
+        s.public_key = identity.public_key_hex();
+    });
+    let (handle, mut events) = start_network(config, &identity, runtime)?;
+    let mut last_peers = usize::MAX;
+    while !stop.load(Ordering::SeqCst) {
+        // Bundles are relayed by gossipsub itself; the events only need draining.
+        while events.try_recv().is_ok() {}
+        let stats = handle.stats();
+        if stats.connected_peers != last_peers {
+            last_peers = stats.connected_peers;
+            tracing::info!(
+                peers = last_peers,
+                accepted = stats.accepted,
+                "bootstrap node"
+            );
+        }
+        publish_net_stats(board, &stats);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    runtime.block_on(handle.shutdown())
+}

@@ -1,0 +1,165 @@
+//! `swarm-node bootstrap` and `swarm-node join` as separate processes on loopback: two learners find
+//! each other through the bootstrap node, train on each other's rollouts, and leave cleanly on
+//! SIGTERM with a checkpoint of the round they finished.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process that is killed when the test ends, whatever happens.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn command(data_dir: &Path) -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SWARM_")) {
+        command.env_remove(name);
+    }
+    command
+        .current_dir(root)
+        .env_remove("RUST_LOG")
+        .env("SWARM_WARMUP_STEPS", "3")
+        .env("SWARM_WARMUP_BATCH", "4")
+        .env("SWARM_LEARNER_PROMPTS_PER_ROUND", "2")
+        .env("SWARM_LEARNER_GROUP_SIZE", "4")
+        .env("SWARM_LEARNER_MAX_NEW_TOKENS", "4")
+        // A 3-step warm start rarely answers correctly; a large format reward still gives groups
+        // reward differences, so completions (own and received) are trained on from the start.
+        .env("SWARM_LEARNER_FORMAT_REWARD", "0.4")
+        .args(["--http", "off", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Lines of a child's stdout, read on a thread so the test can wait with a deadline.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(
+    rx: &mpsc::Receiver<String>,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if matches(&line) => return line,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the process exited before {what} (run it by hand to see its error)")
+            }
+        }
+    }
+}
+
+#[test]
+fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = "join-test";
+    let mut boot = Process(
+        command(&dir.path().join("boot"))
+            .args([
+                "bootstrap",
+                "--network",
+                network,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    let boot_lines = lines(&mut boot.0);
+    let address = wait_for_line(&boot_lines, "the bootstrap address", |l| {
+        l.starts_with("listening on ") && l.contains("/p2p/")
+    })
+    .trim_start_matches("listening on ")
+    .to_owned();
+
+    let mut learners = Vec::new();
+    for name in ["a", "b"] {
+        let mut child = command(&dir.path().join(name))
+            .args([
+                "join",
+                "--network",
+                network,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--bootstrap",
+                &address,
+            ])
+            .spawn()
+            .unwrap();
+        let rx = lines(&mut child);
+        learners.push((name, Process(child), rx));
+    }
+
+    // Each learner reports its peer count and how many trained completions came from peers.
+    for (name, _, rx) in &learners {
+        wait_for_line(
+            rx,
+            &format!("learner {name} training on peers' rollouts"),
+            |l| {
+                l.starts_with("round")
+                    && l.split("external ")
+                        .nth(1)
+                        .and_then(|rest| rest.split('/').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+            },
+        );
+    }
+
+    for (name, process, rx) in &mut learners {
+        let pid = process.0.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let farewell = wait_for_line(rx, &format!("learner {name} leaving"), |l| {
+            l.starts_with("left the network at round")
+        });
+        let exit = process.0.wait().unwrap();
+        assert!(exit.success(), "learner {name} exited with {exit}");
+        let round: u64 = farewell
+            .trim_start_matches("left the network at round ")
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let state: Vec<_> = std::fs::read_dir(dir.path().join(*name).join("checkpoints"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path().join("state.json")).ok())
+            .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .filter(|state| state["extra"]["round"] == round)
+            .collect();
+        assert_eq!(
+            state.len(),
+            1,
+            "learner {name} saved a checkpoint of its last round ({round})"
+        );
+    }
+    drop(boot);
+}
