@@ -15,7 +15,7 @@ use crate::config::NodeConfig;
 use crate::gossip::{GossipNetwork, task_checker};
 use crate::identity::Identity;
 use crate::status::StatusBoard;
-use crate::train::{model_name, print_round, starting_policy};
+use crate::train::{model_name, print_round, record_round, starting_policy};
 
 /// The network layer's settings from the node configuration.
 pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
@@ -131,13 +131,7 @@ pub fn join(
         let stats = handle.stats();
         print_round(&metrics, Some(stats.connected_peers));
         publish_net_stats(board, &stats);
-        board.update(|s| {
-            s.round = metrics.round;
-            s.policy_version = metrics.policy_version;
-            s.last_reward = Some(metrics.reward_local);
-            s.tokens_per_second = Some(metrics.tokens_per_second);
-        });
-        board.push_history(serde_json::to_value(&metrics)?);
+        record_round(board, &metrics)?;
     }
     learner.checkpoint()?;
     if let Err(err) = runtime.block_on(handle.shutdown()) {

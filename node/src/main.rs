@@ -1,243 +1,18 @@
-//! The `swarm-node` command line. Every flag can also be given as an environment variable; doc
-//! comments below are the help text.
+//! The `swarm-node` command line: configuration layering and the subcommands (their flags and help
+//! text are in `args.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use swarm_node::config::{FlagOverride, LogFormat, NodeConfig};
 use swarm_node::identity::Identity;
 use toml::Value;
 
-/// A peer-to-peer reinforcement-learning node for language models.
-#[derive(Debug, Parser)]
-#[command(name = "swarm-node", version, about, long_about = None)]
-struct Cli {
-    #[command(flatten)]
-    common: CommonArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+mod args;
 
-/// Options every subcommand understands.
-#[derive(Debug, Args)]
-struct CommonArgs {
-    /// Configuration file (TOML). Keys can also be set as SWARM_<SECTION>_<KEY> variables.
-    #[arg(long, global = true, env = "SWARM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Directory for the identity key, checkpoints and logs [config: node.data_dir].
-    #[arg(long, global = true, env = "SWARM_NODE_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// HTTP API address, or `off` [config: http.listen].
-    #[arg(long, global = true, env = "SWARM_HTTP_LISTEN")]
-    http: Option<String>,
-    /// Log output format [config: log.format].
-    #[arg(long, global = true, value_enum, env = "SWARM_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create or show this node's identity: its public key and libp2p peer id.
-    Identity,
-    /// Print the status of a running node, read from its HTTP API.
-    Status {
-        /// The node's API address [default: config http.listen].
-        #[arg(long, env = "SWARM_STATUS_API")]
-        api: Option<std::net::SocketAddr>,
-        /// Print the raw JSON document instead of a summary.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Build the warm start of the model: supervised training on task demonstrations.
-    Warmup {
-        /// Model directory with config.json and tokenizer.json [default: config node.model].
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Where to write the warmed-up model [default: the cache under the data directory that
-        /// `train` uses].
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Train on this machine alone: sample, score and update, round after round (resumes from the
-    /// newest checkpoint in the data directory).
-    Train {
-        /// Train without networking (required: `join` trains with peers).
-        #[arg(long, required = true)]
-        solo: bool,
-        /// Rounds to run.
-        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
-        rounds: u64,
-    },
-    /// Run a multi-node simulation on this machine (real libp2p nodes on loopback, one learner
-    /// thread each) and write a report with charts. `--config` names the plan
-    /// [default: configs/sim-quick.toml].
-    Simulate {
-        /// Override the number of nodes (plans without [[kind]] tables).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
-        nodes: Option<u64>,
-        /// Override the rounds per node.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        rounds: Option<u64>,
-        /// Own prompts per round (the paper's I); with --external, replaces the plan's
-        /// configurations by this one split.
-        #[arg(long, requires = "external", value_parser = clap::value_parser!(u64).range(1..=1024))]
-        local: Option<u64>,
-        /// External groups per round (the paper's J), with --local.
-        #[arg(long, requires = "local", value_parser = clap::value_parser!(u64).range(0..=1024))]
-        external: Option<u64>,
-        /// Run only this seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Output directory [default: runs/<name>-<unix time>]; it must not hold an earlier run.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Join a swarm: train with peers, sharing signed rollouts over libp2p. Runs until SIGINT or
-    /// SIGTERM (then checkpoints and leaves cleanly), or for --rounds rounds.
-    Join {
-        /// Bootstrap peer multiaddr ending in /p2p/<peer id> (repeatable) [config: net.bootstrap].
-        #[arg(long = "bootstrap")]
-        bootstrap: Vec<String>,
-        /// Multiaddr to listen on (repeatable) [config: net.listen].
-        #[arg(long = "listen")]
-        listen: Vec<String>,
-        /// Network name [config: net.network].
-        #[arg(long)]
-        network: Option<String>,
-        /// Model directory [config: node.model].
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Stop after this many rounds instead of running until interrupted.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        rounds: Option<u64>,
-    },
-    /// Run a bootstrap node: no model; peers find each other through it and it relays validated
-    /// gossip. Prints its multiaddrs; runs until SIGINT or SIGTERM.
-    Bootstrap {
-        /// Multiaddr to listen on (repeatable) [config: net.listen].
-        #[arg(long = "listen")]
-        listen: Vec<String>,
-        /// Network name [config: net.network].
-        #[arg(long)]
-        network: Option<String>,
-    },
-    /// Evaluate a model on held-out questions: pass@1 and pass@k per family.
-    Eval {
-        /// Model directory (a checkpoint directory works too) [default: config node.model].
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Families to evaluate (repeatable) [default: all].
-        #[arg(long = "family")]
-        families: Vec<String>,
-        /// Difficulty level.
-        #[arg(long, default_value_t = 0)]
-        difficulty: u32,
-        /// Questions per family.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        n: u64,
-        /// Completions per question.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-        k: u64,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the per-token log-probs of a completion given a prompt, as JSON (for parity debugging).
-    Logprobs {
-        /// Model directory in Hugging Face layout [default: config node.model].
-        #[arg(long, env = "SWARM_LOGPROBS_MODEL")]
-        model: Option<PathBuf>,
-        /// Prompt text, exactly as the model sees it.
-        #[arg(long)]
-        prompt: String,
-        /// Completion text whose tokens are scored.
-        #[arg(long)]
-        completion: String,
-    },
-    /// Measure sampling or training throughput and print it (JSON with --json).
-    Bench {
-        /// What to measure.
-        #[arg(value_enum)]
-        what: BenchKind,
-        /// Model directory [default: config node.model]; without weights it is initialised randomly,
-        /// which does not change the speed.
-        #[arg(long, env = "SWARM_BENCH_MODEL")]
-        model: Option<PathBuf>,
-        /// Sequences per batch.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
-        batch: u64,
-        /// Prompt tokens per sequence.
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=8192))]
-        prompt_tokens: u64,
-        /// Generated (sample) or completion (train) tokens per sequence.
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=8192))]
-        new_tokens: u64,
-        /// Timed repetitions.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
-        iterations: u64,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Browse the task families: list them, or show sample questions with their answers.
-    Tasks {
-        #[command(subcommand)]
-        action: TasksAction,
-    },
-    /// Inspect the configuration.
-    Config {
-        #[command(subcommand)]
-        action: ConfigAction,
-    },
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum BenchKind {
-    /// Batched sampling with the KV cache.
-    Sample,
-    /// Forward, backward and optimizer step.
-    Train,
-}
-
-#[derive(Debug, Subcommand)]
-enum TasksAction {
-    /// List the task families with their difficulty range.
-    List,
-    /// Print sample questions and answers of one family.
-    Show {
-        /// Family name, as printed by `tasks list`.
-        family: String,
-        /// Difficulty level (0 is the easiest).
-        #[arg(long, default_value_t = 0)]
-        difficulty: u32,
-        /// How many questions.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        n: u64,
-        /// Question stream seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Print JSON lines instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ConfigAction {
-    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
-    Show,
-}
-
-/// Environment variables read by flags directly rather than through configuration keys.
-const FLAG_ONLY_ENV: &[&str] = &[
-    "SWARM_CONFIG",
-    "SWARM_STATUS_API",
-    "SWARM_LOGPROBS_MODEL",
-    "SWARM_BENCH_MODEL",
-    "SWARM_HTTP_LISTEN",
-];
+use args::{BenchKind, Cli, Command, CommonArgs, ConfigAction, FLAG_ONLY_ENV, TasksAction};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -360,6 +135,31 @@ fn status_board(
             ..Default::default()
         },
     ))
+}
+
+/// Runs `work` with a network runtime, the HTTP API, and a stop flag that SIGINT and SIGTERM set.
+fn run_networked<T>(
+    config: &NodeConfig,
+    role: &str,
+    work: impl FnOnce(
+        &swarm_node::status::StatusBoard,
+        &tokio::runtime::Runtime,
+        &std::sync::atomic::AtomicBool,
+    ) -> Result<T>,
+) -> Result<T> {
+    let board = status_board(config, role, &config.net.network);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    swarm_node::join::stop_on_signal(&runtime, stop.clone());
+    let server = start_http(config, &board, &runtime)?;
+    let result = work(&board, &runtime, &stop);
+    if let Some(server) = server {
+        runtime.block_on(server.shutdown());
+    }
+    result
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -499,37 +299,19 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Join { rounds, .. } => {
-            let board = status_board(&config, "learner", &config.net.network);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            swarm_node::join::stop_on_signal(&runtime, stop.clone());
-            let server = start_http(&config, &board, &runtime)?;
-            let learner = swarm_node::join::join(&config, rounds, &board, &runtime, &stop)?;
+            let learner = run_networked(&config, "learner", |board, runtime, stop| {
+                swarm_node::join::join(&config, rounds, board, runtime, stop)
+            })?;
             println!(
                 "left the network at round {}; checkpoints and metrics.jsonl are in {}",
                 learner.round(),
                 config.node.data_dir.display()
             );
-            if let Some(server) = server {
-                runtime.block_on(server.shutdown());
-            }
         }
         Command::Bootstrap { .. } => {
-            let board = status_board(&config, "bootstrap", &config.net.network);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            swarm_node::join::stop_on_signal(&runtime, stop.clone());
-            let server = start_http(&config, &board, &runtime)?;
-            swarm_node::join::bootstrap(&config, &board, &runtime, &stop)?;
-            if let Some(server) = server {
-                runtime.block_on(server.shutdown());
-            }
+            run_networked(&config, "bootstrap", |board, runtime, stop| {
+                swarm_node::join::bootstrap(&config, board, runtime, stop)
+            })?;
         }
         Command::Eval {
             model,

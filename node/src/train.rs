@@ -156,6 +156,18 @@ pub fn print_round(metrics: &swarm_learner::RoundMetrics, peers: Option<usize>) 
     );
 }
 
+/// Publishes a finished round to the status board (HTTP API and dashboard).
+pub fn record_round(board: &StatusBoard, metrics: &swarm_learner::RoundMetrics) -> Result<()> {
+    board.update(|s| {
+        s.round = metrics.round;
+        s.policy_version = metrics.policy_version;
+        s.last_reward = Some(metrics.reward_local);
+        s.tokens_per_second = Some(metrics.tokens_per_second);
+    });
+    board.push_history(serde_json::to_value(metrics)?);
+    Ok(())
+}
+
 /// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
 /// round and publishing each round to `board`.
 pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Result<Learner> {
@@ -171,13 +183,7 @@ pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Resu
     while learner.round() < target {
         let metrics = learner.run_round(&mut NullNetwork)?;
         print_round(&metrics, None);
-        board.update(|s| {
-            s.round = metrics.round;
-            s.policy_version = metrics.policy_version;
-            s.last_reward = Some(metrics.reward_local);
-            s.tokens_per_second = Some(metrics.tokens_per_second);
-        });
-        board.push_history(serde_json::to_value(&metrics)?);
+        record_round(board, &metrics)?;
     }
     learner.checkpoint()?;
     Ok(learner)
