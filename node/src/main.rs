@@ -174,11 +174,12 @@ fn run(cli: Cli) -> Result<()> {
     {
         // The plan is a simulation file, not a node configuration: each simulated node's settings
         // come from it.
-        // Nodes dial each other while they start, which the network layer reports as unreachable
-        // peers; in a simulation that is expected, so only its errors are shown.
+        // Nodes dial each other while they start (and a one-node run has nobody to find), which the
+        // network layer reports as unreachable peers; in a simulation that is expected, so only
+        // errors are shown.
         swarm_node::logging::init(
             cli.common.log_format.unwrap_or(LogFormat::Human),
-            "warn,swarm_net=error",
+            "warn,swarm_net=error,libp2p_kad=error",
         )?;
         let plan = cli
             .common
