@@ -170,9 +170,12 @@ pub(crate) enum Command {
         /// Generated (sample) or completion (train) tokens per sequence.
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=8192))]
         new_tokens: u64,
-        /// Timed repetitions.
+        /// Timed repetitions (gossip: bundles each node publishes).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         iterations: u64,
+        /// Nodes in the swarm (gossip).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(2..=256))]
+        nodes: u64,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -195,6 +198,9 @@ pub(crate) enum BenchKind {
     Sample,
     /// Forward, backward and optimizer step.
     Train,
+    /// Delivery ratio and propagation latency of signed bundles among in-process nodes on loopback
+    /// (each bundle: --batch completions of 48 tokens).
+    Gossip,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 //! The binary's subcommands are thin wrappers over this library so that tests and simulations drive
 //! exactly the code a volunteer runs.
 
+pub mod bench_gossip;
 pub mod compute;
 pub mod config;
 pub mod gossip;

@@ -355,8 +355,38 @@ fn run(cli: Cli) -> Result<()> {
             prompt_tokens,
             new_tokens,
             iterations,
+            nodes,
             json,
         } => {
+            if let BenchKind::Gossip = what {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                let report = swarm_node::bench_gossip::bench_gossip(
+                    swarm_node::bench_gossip::GossipBenchOptions {
+                        nodes: nodes as usize,
+                        messages_per_node: iterations as usize,
+                        completions: batch as usize,
+                    },
+                    &runtime,
+                )?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!(
+                        "gossip: {} nodes, {}/{} deliveries ({:.3}), latency p50 {:.1} ms, p99 {:.1} ms, {} payload bytes per bundle",
+                        report.nodes,
+                        report.delivered,
+                        report.expected,
+                        report.delivery_ratio,
+                        report.latency_ms_p50,
+                        report.latency_ms_p99,
+                        report.payload_bytes
+                    );
+                }
+                return Ok(());
+            }
             let dir = model.unwrap_or_else(|| config.node.model.clone());
             let policy =
                 swarm_policy::Policy::load_or_init(&dir, 0, &swarm_policy::default_device()?)?;
@@ -366,9 +396,10 @@ fn run(cli: Cli) -> Result<()> {
                 new_tokens: new_tokens as usize,
                 iterations: iterations as usize,
             };
-            let report = match what {
-                BenchKind::Sample => swarm_policy::bench::bench_sample(&policy, shape)?,
-                BenchKind::Train => swarm_policy::bench::bench_train(&policy, shape)?,
+            let report = if let BenchKind::Train = what {
+                swarm_policy::bench::bench_train(&policy, shape)?
+            } else {
+                swarm_policy::bench::bench_sample(&policy, shape)?
             };
             if json {
                 println!("{}", serde_json::to_string(&report)?);
