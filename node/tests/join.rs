@@ -163,3 +163,87 @@ fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
     }
     drop(boot);
 }
+
+/// The peer count a `join` round line reports.
+fn peers_in(line: &str) -> Option<usize> {
+    line.starts_with("round")
+        .then(|| {
+            line.split("peers ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .flatten()
+}
+
+#[test]
+fn a_learner_keeps_training_alone_and_reconnects_when_its_peer_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = "churn-test";
+    // A fixed port, so the restarted bootstrap node is found at the address the learner knows.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let start_bootstrap = || {
+        let mut child = command(&dir.path().join("boot"))
+            .args(["bootstrap", "--network", network, "--listen", &listen])
+            .spawn()
+            .unwrap();
+        let rx = lines(&mut child);
+        let address = wait_for_line(&rx, "the bootstrap address", |l| {
+            l.starts_with("listening on ") && l.contains("/p2p/")
+        })
+        .trim_start_matches("listening on ")
+        .to_owned();
+        (Process(child), rx, address)
+    };
+    let (boot, _boot_lines, address) = start_bootstrap();
+
+    let mut learner = command(&dir.path().join("learner"))
+        .args([
+            "join",
+            "--network",
+            network,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &address,
+        ])
+        .spawn()
+        .unwrap();
+    let rounds = lines(&mut learner);
+    let mut learner = Process(learner);
+    wait_for_line(&rounds, "the learner connected", |l| peers_in(l) == Some(1));
+
+    drop(boot);
+    wait_for_line(&rounds, "the learner training with no peer", |l| {
+        peers_in(l) == Some(0)
+    });
+    // It keeps going alone: more rounds follow.
+    wait_for_line(&rounds, "another round alone", |l| peers_in(l) == Some(0));
+
+    let (restarted, _restarted_lines, again) = start_bootstrap();
+    assert_eq!(again, address, "same identity and port");
+    wait_for_line(&rounds, "the learner reconnected", |l| {
+        peers_in(l) == Some(1)
+    });
+
+    let pid = learner.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for_line(&rounds, "the learner leaving", |l| {
+        l.starts_with("left the network at round")
+    });
+    assert!(learner.0.wait().unwrap().success());
+    drop(restarted);
+}
