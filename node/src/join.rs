@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use swarm_learner::Learner;
 use swarm_net::{NetConfig, NetHandle, NetStats};
+use swarm_protocol::{IgnoreReason, RejectReason};
 use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
 
@@ -84,12 +85,29 @@ fn start_network(
     Ok((handle, events))
 }
 
+/// The status board's `outcome.reason` key (as `/metrics` labels it) for a network outcome name.
+fn outcome_key(name: &str) -> String {
+    if name == "accept" {
+        name.to_owned()
+    } else if RejectReason::ALL.iter().any(|r| r.as_str() == name) {
+        format!("reject.{name}")
+    } else if IgnoreReason::ALL.iter().any(|r| r.as_str() == name) {
+        format!("ignore.{name}")
+    } else {
+        format!("other.{name}")
+    }
+}
+
 fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
     board.update(|s| {
         s.peers = stats.connected_peers;
         s.bundles_published = stats.published;
         s.bundles_accepted = stats.accepted;
-        s.validation = stats.outcomes.clone();
+        s.validation = stats
+            .outcomes
+            .iter()
+            .map(|(name, &count)| (outcome_key(name), count))
+            .collect();
         s.listen_addrs = stats.listen_addrs.iter().map(|a| a.to_string()).collect();
     });
 }
@@ -171,4 +189,24 @@ pub fn bootstrap(
         std::thread::sleep(Duration::from_millis(200));
     }
     runtime.block_on(handle.shutdown())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_outcomes_become_outcome_and_reason_labels() {
+        assert_eq!(outcome_key("accept"), "accept");
+        assert_eq!(outcome_key("bad_signature"), "reject.bad_signature");
+        assert_eq!(outcome_key("prompt_mismatch"), "reject.prompt_mismatch");
+        assert_eq!(outcome_key("duplicate"), "ignore.duplicate");
+        assert_eq!(outcome_key("over_quota"), "ignore.over_quota");
+        for reason in RejectReason::ALL {
+            assert!(outcome_key(reason.as_str()).starts_with("reject."));
+        }
+        for reason in IgnoreReason::ALL {
+            assert!(outcome_key(reason.as_str()).starts_with("ignore."));
+        }
+    }
 }
