@@ -169,8 +169,13 @@ pub struct SimOverrides {
 impl SimConfig {
     /// Reads and validates a simulation file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read simulation config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read simulation plan {} (relative paths start at the current directory: \
+                     run from the repository root or pass --config PLAN)",
+                path.display()
+            )
+        })?;
         let config: SimConfig = toml::from_str(&text).with_context(|| {
             format!(
                 "{} is not a valid simulation config (see configs/sim-quick.toml for the format)",
@@ -320,6 +325,8 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("count"), "{err}");
+        let missing = SimConfig::load(Path::new("no-such-plan.toml")).unwrap_err();
+        assert!(format!("{missing:#}").contains("--config"), "{missing:#}");
         let config: SimConfig = toml::from_str("[sim]\nrounds = 0\n").unwrap();
         assert!(
             config
