@@ -45,6 +45,9 @@ pub struct RoundMetrics {
     pub entropy: f64,
     /// KL(proximal || current) before each step, k3 estimator, mean over the round's steps.
     pub kl_proximal: f64,
+    /// KL(current || reference) by the k3 estimator, when `kl_coef` > 0.
+    #[serde(default)]
+    pub kl_reference: f64,
     /// Mean off-policy weight on trained tokens.
     pub mean_importance_weight: f64,
     /// Effective sample size of the token weights as a share of the tokens.

@@ -60,6 +60,9 @@ pub struct LearnerOptions {
     /// Negative-advantage external completions whose per-byte NLL under this policy exceeds that of
     /// own completions by more than this many nats are dropped.
     pub nll_gate_margin: f64,
+    /// Weight of a k3 KL penalty towards the policy the node started from (its warm start or the
+    /// given weights); 0 (the default) turns it off and loads no reference copy.
+    pub kl_coef: f64,
     /// Append every own and external completion to `rollouts.jsonl` in the data directory.
     pub rollout_log: bool,
     /// Write a checkpoint every this many rounds.
@@ -96,6 +99,7 @@ impl Default for LearnerOptions {
             replay_local: false,
             max_staleness: 4,
             nll_gate_margin: 2.0,
+            kl_coef: 0.0,
             rollout_log: false,
             checkpoint_every: 10,
             keep_checkpoints: 3,
@@ -190,6 +194,9 @@ impl LearnerOptions {
         }
         if self.max_variance_subset == 1 || self.max_variance_subset > 64 {
             return fail("max_variance_subset", "must be 0 (off) or between 2 and 64");
+        }
+        if !(0.0..=100.0).contains(&self.kl_coef) {
+            return fail("kl_coef", "must be between 0 (off) and 100");
         }
         if self.nll_gate_margin.is_nan() || self.nll_gate_margin < 0.0 {
             return fail("nll_gate_margin", "must be at least 0 (nats per byte)");

@@ -34,6 +34,7 @@ pub struct Learner {
     metrics: JsonlWriter,
     rollout_log: Option<JsonlWriter>,
     pool: RolloutPool,
+    reference: Option<Policy>,
 }
 
 struct PolicyTokenizer<'a>(&'a Policy);
@@ -113,7 +114,14 @@ impl Learner {
             round,
             checkpoints,
             pool,
+            reference: None,
         })
+    }
+
+    /// Sets the frozen policy that `kl_coef` pulls towards: load the starting model a second time
+    /// (not the resumed checkpoint), so that a resumed run keeps the same anchor.
+    pub fn set_reference(&mut self, reference: Policy) {
+        self.reference = Some(reference);
     }
 
     /// Rounds completed.
@@ -295,6 +303,7 @@ impl Learner {
             clip_high_fraction: u.clip_high,
             entropy: u.entropy,
             kl_proximal: u.kl_proximal,
+            kl_reference: u.kl_reference,
             mean_importance_weight: u.mean_weight,
             effective_sample_size: u.effective_sample_size,
             nll_per_byte_local: u.nll_per_byte_local,
@@ -360,9 +369,11 @@ impl Learner {
             },
             tis_cap: o.tis_cap,
             nll_gate_margin: o.nll_gate_margin,
+            kl_coef: o.kl_coef,
         };
         let (trained, update) = update(
             &self.policy,
+            self.reference.as_ref(),
             &mut self.optimizer,
             items,
             &update_options,

@@ -27,6 +27,8 @@ pub struct UpdateOptions {
     /// Negative-advantage external completions whose per-byte NLL exceeds the local mean by more than
     /// this many nats are dropped.
     pub nll_gate_margin: f64,
+    /// Weight of the k3 estimate of KL(current || reference) added to the loss; 0 turns it off.
+    pub kl_coef: f64,
 }
 
 /// What the update did, averaged over its steps.
@@ -50,6 +52,9 @@ pub struct UpdateStats {
     pub effective_sample_size: f64,
     /// KL(proximal || current) before each step (k3 estimator), averaged over steps.
     pub kl_proximal: f64,
+    /// KL(current || reference) before each step (k3 estimator), averaged over steps; 0 without a
+    /// reference.
+    pub kl_reference: f64,
     /// Mean per-byte NLL under the proximal policy of own and of external completions.
     pub nll_per_byte_local: Option<f64>,
     /// The same for external completions.
@@ -121,6 +126,27 @@ pub fn likelihood_gate(items: &[(bool, f32, f64)], margin: f64) -> Vec<bool> {
         .collect()
 }
 
+/// Log-probs of each item's completion tokens under `policy`, without gradient.
+fn completion_logprobs(policy: &Policy, items: &[TrainItem]) -> Result<Vec<Vec<f32>>> {
+    let sequences: Vec<TokenSequence> = items
+        .iter()
+        .map(|item| TokenSequence {
+            prompt: item.prompt.clone(),
+            completion: item.completion.clone(),
+        })
+        .collect();
+    let rows: Vec<Vec<f32>> = policy
+        .sequence_logprobs(&sequences)?
+        .logprobs
+        .detach()
+        .to_vec2()?;
+    Ok(rows
+        .into_iter()
+        .zip(items)
+        .map(|(row, item)| row[..item.completion.len()].to_vec())
+        .collect())
+}
+
 fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
@@ -128,6 +154,7 @@ fn mean(values: &[f64]) -> Option<f64> {
 /// Trains `policy` on `items`; returns which items were trained on (after gating) and the statistics.
 pub fn update(
     policy: &Policy,
+    reference: Option<&Policy>,
     optimizer: &mut AdamW,
     mut items: Vec<TrainItem>,
     options: &UpdateOptions,
@@ -138,23 +165,7 @@ pub fn update(
         return Ok((items, stats));
     }
     // The proximal policy is the one at the start of the round, fixed for all its steps.
-    let sequences: Vec<TokenSequence> = items
-        .iter()
-        .map(|item| TokenSequence {
-            prompt: item.prompt.clone(),
-            completion: item.completion.clone(),
-        })
-        .collect();
-    let proximal_all: Vec<Vec<f32>> = policy
-        .sequence_logprobs(&sequences)?
-        .logprobs
-        .detach()
-        .to_vec2()?;
-    let mut proximal: Vec<Vec<f32>> = proximal_all
-        .into_iter()
-        .zip(&items)
-        .map(|(row, item)| row[..item.completion.len()].to_vec())
-        .collect();
+    let mut proximal = completion_logprobs(policy, &items)?;
 
     let nll_per_byte = |logprobs: &[f32], bytes: usize| {
         -logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / bytes.max(1) as f64
@@ -199,13 +210,27 @@ pub fn update(
         return Ok((items, stats));
     }
 
+    // The reference is frozen, so its log-probs are computed once, like the proximal ones.
+    let reference_logprobs = match reference.filter(|_| options.kl_coef > 0.0) {
+        Some(reference) => Some(completion_logprobs(reference, &items)?),
+        None => None,
+    };
+
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.shuffle(rng);
     let steps = options.steps.clamp(1, items.len());
     let chunk = items.len().div_ceil(steps);
-    let mut totals = [0.0f64; 6];
+    let mut totals = [0.0f64; 7];
     for minibatch in order.chunks(chunk) {
-        let step = train_step(policy, optimizer, &items, &proximal, minibatch, options)?;
+        let step = train_step(
+            policy,
+            optimizer,
+            &items,
+            &proximal,
+            reference_logprobs.as_deref(),
+            minibatch,
+            options,
+        )?;
         for (total, value) in totals.iter_mut().zip(step) {
             *total += value;
         }
@@ -219,19 +244,22 @@ pub fn update(
         stats.mean_weight,
         stats.effective_sample_size,
         stats.kl_proximal,
+        stats.kl_reference,
     ] = totals.map(|t| t / n);
     Ok((items, stats))
 }
 
-/// One optimizer step on `minibatch`; returns clip low/high, entropy, mean weight, ESS share and KL.
+/// One optimizer step on `minibatch`; returns clip low/high, entropy, mean weight, ESS share, KL to
+/// the proximal policy and KL to the reference.
 fn train_step(
     policy: &Policy,
     optimizer: &mut AdamW,
     items: &[TrainItem],
     proximal: &[Vec<f32>],
+    reference: Option<&[Vec<f32>]>,
     minibatch: &[usize],
     options: &UpdateOptions,
-) -> Result<[f64; 6]> {
+) -> Result<[f64; 7]> {
     let sequences: Vec<TokenSequence> = minibatch
         .iter()
         .map(|&i| TokenSequence {
@@ -278,8 +306,19 @@ fn train_step(
         options.loss,
         tokens,
     )?;
+    let mut total = loss.loss;
+    let mut kl_reference = 0.0;
+    if let Some(reference) = reference {
+        let rows: Vec<&[f32]> = minibatch.iter().map(|&i| reference[i].as_slice()).collect();
+        // Clamped so that padding positions (masked below) cannot overflow the exponential.
+        let log_ratio = (padded(&rows, width, policy)? - &out.logprobs)?.clamp(-20.0, 20.0)?;
+        let k3 = ((log_ratio.exp()? - &log_ratio)? - 1.0)?;
+        let kl = ((k3 * &out.mask)?.sum_all()? / tokens)?;
+        kl_reference = f64::from(kl.to_scalar::<f32>()?);
+        total = (total + (kl * options.kl_coef)?)?;
+    }
     let mut grads = optimizer.zero_grads();
-    optimizer.accumulate(&mut grads, &loss.loss.backward()?)?;
+    optimizer.accumulate(&mut grads, &total.backward()?)?;
     optimizer.clip(&mut grads, options.max_grad_norm)?;
     optimizer.step(&grads, options.lr)?;
 
@@ -301,6 +340,7 @@ fn train_step(
             0.0
         },
         masked_sum(&k3)? / tokens,
+        kl_reference,
     ])
 }
 

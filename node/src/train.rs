@@ -105,20 +105,43 @@ pub fn cached_warm_start(
     Ok(cached)
 }
 
-/// The policy a node starts from: `node.model` if it has weights, else its cached warm start.
-pub fn starting_policy(config: &NodeConfig) -> Result<Policy> {
+/// The model directory a node starts from: `node.model` if it has weights, else its cached warm
+/// start (built on first use).
+pub fn starting_dir(config: &NodeConfig) -> Result<PathBuf> {
     let model = &config.node.model;
-    let device = swarm_policy::default_device()?;
     if has_model_weights(model) {
-        return Policy::load(model, &device);
+        return Ok(model.clone());
     }
-    let dir = cached_warm_start(
+    cached_warm_start(
         &config.node.data_dir,
         model,
         &config.warmup,
         config.node.seed,
+    )
+}
+
+/// A learner starting from `dir` (resuming from its data directory's newest checkpoint), with a
+/// frozen second copy of `dir` as the KL reference when `kl_coef` is set.
+pub fn start_learner(
+    dir: &Path,
+    model: &Path,
+    data_dir: &Path,
+    options: swarm_learner::LearnerOptions,
+    seed: u64,
+) -> Result<Learner> {
+    let device = swarm_policy::default_device()?;
+    let kl = options.kl_coef > 0.0;
+    let mut learner = Learner::start(
+        Policy::load(dir, &device)?,
+        &model_name(model),
+        data_dir,
+        options,
+        seed,
     )?;
-    Policy::load(&dir, &device)
+    if kl {
+        learner.set_reference(Policy::load(dir, &device)?);
+    }
+    Ok(learner)
 }
 
 /// The name other nodes see for a model directory: its last path component.
@@ -171,10 +194,9 @@ pub fn record_round(board: &StatusBoard, metrics: &swarm_learner::RoundMetrics) 
 /// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
 /// round and publishing each round to `board`.
 pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Result<Learner> {
-    let policy = starting_policy(config)?;
-    let mut learner = Learner::start(
-        policy,
-        &model_name(&config.node.model),
+    let mut learner = start_learner(
+        &starting_dir(config)?,
+        &config.node.model,
         &config.node.data_dir,
         config.learner.clone(),
         config.node.seed,

@@ -20,7 +20,7 @@ use swarm_tasks::eval::EvalOptions;
 use super::adversary::AdversarialNetwork;
 use super::config::{Adversary, Configuration, NodeKind, SimConfig};
 use crate::gossip::{GossipNetwork, task_checker};
-use crate::train::{cached_warm_start, has_model_weights, model_name};
+use crate::train::{cached_warm_start, has_model_weights, start_learner};
 
 /// How one node of one run did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,19 +329,18 @@ fn run_one(
 
     let mut learners = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
-        let policy = Policy::load(&plan.warm_start, &device)?;
         let key = (plan.warm_start.clone(), plan.options.families.clone());
         if let std::collections::btree_map::Entry::Vacant(entry) = start_scores.entry(key) {
             entry.insert(evaluate(
-                &policy,
+                &Policy::load(&plan.warm_start, &device)?,
                 &plan.options.families,
                 config.sim.eval_questions,
                 seed,
             )?);
         }
-        learners.push(Learner::start(
-            policy,
-            &model_name(&plan.kind.model),
+        learners.push(start_learner(
+            &plan.warm_start,
+            &plan.kind.model,
             &plan.data_dir,
             plan.options.clone(),
             first_u64(&node_seed(seed, &configuration.name, i, "sampling")),
