@@ -150,7 +150,10 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while handles.iter().any(|h| h.stats().topic_peers == 0) {
+    // Every node has a subscribed peer, and the bootstrap node sees all of them.
+    while handles.iter().any(|h| h.stats().topic_peers == 0)
+        || handles[0].stats().topic_peers < options.nodes - 1
+    {
         if Instant::now() > deadline {
             bail!("the benchmark swarm did not form within 30 s");
         }
