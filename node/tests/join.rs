@@ -1,6 +1,7 @@
 //! `swarm-node bootstrap` and `swarm-node join` as separate processes on loopback: two learners find
-//! each other through the bootstrap node, train on each other's rollouts, and leave cleanly on
-//! SIGTERM with a checkpoint of the round they finished.
+//! each other through the bootstrap node, train on each other's rollouts, report it through the HTTP
+//! API and /metrics, and leave cleanly on SIGTERM with a checkpoint of the round they finished; and a
+//! learner whose peer crashes keeps training and reconnects.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,7 +19,8 @@ impl Drop for Process {
     }
 }
 
-fn command(data_dir: &Path) -> Command {
+/// A `swarm-node` command with small learner settings; `http` is an API address or `off`.
+fn command(data_dir: &Path, http: &str) -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SWARM_")) {
@@ -35,11 +37,37 @@ fn command(data_dir: &Path) -> Command {
         // A 3-step warm start rarely answers correctly; a large format reward still gives groups
         // reward differences, so completions (own and received) are trained on from the start.
         .env("SWARM_LEARNER_FORMAT_REWARD", "0.4")
-        .args(["--http", "off", "--data-dir"])
+        .args(["--http", http, "--data-dir"])
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     command
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_local_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The body of a plain HTTP/1.1 GET.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }
 
 /// Lines of a child's stdout, read on a thread so the test can wait with a deadline.
@@ -80,7 +108,7 @@ fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let network = "join-test";
     let mut boot = Process(
-        command(&dir.path().join("boot"))
+        command(&dir.path().join("boot"), "off")
             .args([
                 "bootstrap",
                 "--network",
@@ -98,9 +126,15 @@ fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
     .trim_start_matches("listening on ")
     .to_owned();
 
+    let api = free_local_addr();
     let mut learners = Vec::new();
     for name in ["a", "b"] {
-        let mut child = command(&dir.path().join(name))
+        let http = if name == "a" {
+            api.to_string()
+        } else {
+            "off".to_owned()
+        };
+        let mut child = command(&dir.path().join(name), &http)
             .args([
                 "join",
                 "--network",
@@ -131,6 +165,35 @@ fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
             },
         );
     }
+
+    // The operator's view of learner a: its API reports peers and accepted bundles, and /metrics
+    // labels the gossip outcomes.
+    let status = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
+        .args(["status", "--json", "--api", &api.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["network"], network);
+    assert!(status["peers"].as_u64().unwrap() >= 1, "{status}");
+    assert!(
+        status["bundles_published"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    assert!(
+        status["validation"]["accept"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    let metrics = http_get(api, "/metrics");
+    assert!(
+        metrics.contains("swarm_gossip_validation_total{outcome=\"accept\",reason=\"\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("swarm_peers "), "{metrics}");
 
     for (name, process, rx) in &mut learners {
         let pid = process.0.id().to_string();
@@ -183,14 +246,10 @@ fn a_learner_keeps_training_alone_and_reconnects_when_its_peer_returns() {
     let dir = tempfile::tempdir().unwrap();
     let network = "churn-test";
     // A fixed port, so the restarted bootstrap node is found at the address the learner knows.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_local_addr().port();
     let listen = format!("/ip4/127.0.0.1/tcp/{port}");
     let start_bootstrap = || {
-        let mut child = command(&dir.path().join("boot"))
+        let mut child = command(&dir.path().join("boot"), "off")
             .args(["bootstrap", "--network", network, "--listen", &listen])
             .spawn()
             .unwrap();
@@ -204,7 +263,7 @@ fn a_learner_keeps_training_alone_and_reconnects_when_its_peer_returns() {
     };
     let (boot, _boot_lines, address) = start_bootstrap();
 
-    let mut learner = command(&dir.path().join("learner"))
+    let mut learner = command(&dir.path().join("learner"), "off")
         .args([
             "join",
             "--network",
