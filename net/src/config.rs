@@ -60,8 +60,11 @@ impl Default for NetConfig {
             local_mode: false,
             max_connections: 128,
             max_connections_per_peer: 2,
-            author_quota_per_minute: 120,
-            peer_quota_per_minute: 2400,
+            // A fast node publishes one bundle per prompt per round: 8 prompts in half a second is
+            // about 1,000 a minute. The quotas stop floods, not fast honest nodes, and a bootstrap
+            // node forwards every author's bundles, hence the larger per-peer figure.
+            author_quota_per_minute: 1_200,
+            peer_quota_per_minute: 60_000,
             dedup_capacity: 65_536,
             staleness: StalenessWindow {
                 max_age_ms: 10 * 60_000,

@@ -156,7 +156,8 @@ pub fn model_name(model: &Path) -> String {
 pub fn print_round(metrics: &swarm_learner::RoundMetrics, peers: Option<usize>) {
     let network = match peers {
         Some(peers) => format!(
-            "  peers {peers}  external {}/{}",
+            "  peers {peers}  peer groups {}  trained external {}/{}",
+            metrics.external_groups,
             metrics.trained_external,
             metrics.trained_local + metrics.trained_external
         ),
