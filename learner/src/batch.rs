@@ -40,10 +40,6 @@ pub struct TrainItem {
     pub bytes: usize,
     /// Where it came from.
     pub provenance: Provenance,
-    /// Question prompt and completion text, for the rollout log.
-    pub prompt_text: String,
-    /// Completion text.
-    pub completion_text: String,
 }
 
 /// Grouping and advantage settings.
@@ -61,6 +57,19 @@ pub struct BatchOptions {
     pub max_completion_tokens: usize,
 }
 
+impl BatchReport {
+    /// Mean locally computed reward of the external completions considered, if there were any.
+    pub fn reward_external(&self) -> Option<f64> {
+        let rewards: Vec<f64> = self
+            .external_rewards
+            .iter()
+            .flatten()
+            .map(|&r| f64::from(r))
+            .collect();
+        (!rewards.is_empty()).then(|| rewards.iter().sum::<f64>() / rewards.len() as f64)
+    }
+}
+
 /// What building the batch kept and dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchReport {
@@ -72,8 +81,8 @@ pub struct BatchReport {
     pub subset_dropped: usize,
     /// External completions dropped as too long or empty after re-tokenization.
     pub external_unusable: usize,
-    /// Mean locally recomputed reward of the external completions considered.
-    pub reward_external: Option<f64>,
+    /// Locally computed reward of every external completion, per group in the order given.
+    pub external_rewards: Vec<Vec<f32>>,
     /// External completions judged correct, per family: (correct, total).
     pub external_correct: BTreeMap<String, (usize, usize)>,
 }
@@ -121,16 +130,7 @@ pub fn build_batch(
         .chain(stale.iter().map(|g| (g, true)));
     for (group, is_stale) in locals {
         let prompt = tokenizer.encode(&crate::render_prompt(&group.question.prompt))?;
-        let version = group.policy.policy_version;
-        let provenance = if is_stale {
-            Provenance::LocalStale {
-                policy_version: version,
-            }
-        } else {
-            Provenance::LocalFresh {
-                policy_version: version,
-            }
-        };
+        let provenance = group.provenance(is_stale);
         let key = key_for(&group.question, options.grouping);
         let entry = groups.entry(key).or_default();
         for completion in &group.completions {
@@ -143,27 +143,20 @@ pub fn build_batch(
                     advantage: 0.0,
                     bytes: completion.text.len(),
                     provenance: provenance.clone(),
-                    prompt_text: group.question.prompt.clone(),
-                    completion_text: completion.text.clone(),
                 },
             });
         }
     }
 
-    let mut external_rewards = Vec::new();
     for group in external {
+        let mut rewards = Vec::with_capacity(group.completions.len());
         let prompt = tokenizer.encode(&crate::render_prompt(&group.question.prompt))?;
-        let provenance = Provenance::External {
-            author: group.author.clone(),
-            model_name: group.policy.model_name.clone(),
-            tokenizer_hash: hex::encode(&group.policy.tokenizer_hash[..8]),
-            policy_version: group.policy.policy_version,
-        };
+        let provenance = group.provenance();
         let key = key_for(&group.question, options.grouping);
         let entry = groups.entry(key).or_default();
         for completion in &group.completions {
             let verdict = swarm_tasks::verify(&group.question, &completion.text, &options.rewards);
-            external_rewards.push(f64::from(verdict.reward));
+            rewards.push(verdict.reward);
             let tally = report
                 .external_correct
                 .entry(group.question.family.clone())
@@ -189,15 +182,10 @@ pub fn build_batch(
                     advantage: 0.0,
                     bytes: completion.text.len(),
                     provenance: provenance.clone(),
-                    prompt_text: group.question.prompt.clone(),
-                    completion_text: completion.text.clone(),
                 },
             });
         }
-    }
-    if !external_rewards.is_empty() {
-        report.reward_external =
-            Some(external_rewards.iter().sum::<f64>() / external_rewards.len() as f64);
+        report.external_rewards.push(rewards);
     }
 
     let mut items = Vec::new();
@@ -358,7 +346,7 @@ mod tests {
         // Rewards 0, 0, 1, 0: mean 0.25.
         let advantages: Vec<f32> = items.iter().map(|i| i.advantage).collect();
         assert_eq!(advantages, vec![-0.25, -0.25, 0.75, -0.25]);
-        assert_eq!(report.reward_external, Some(0.5));
+        assert_eq!(report.reward_external(), Some(0.5));
         let ext_item = &items[2];
         assert!(ext_item.behaviour.is_none());
         assert_eq!(*ext_item.completion.last().unwrap(), 2, "eos appended");

@@ -46,6 +46,30 @@ pub struct ExternalCompletion {
     pub truncated: bool,
 }
 
+impl LocalGroup {
+    /// Where this group's completions come from, as the learner records it.
+    pub fn provenance(&self, stale: bool) -> Provenance {
+        let policy_version = self.policy.policy_version;
+        if stale {
+            Provenance::LocalStale { policy_version }
+        } else {
+            Provenance::LocalFresh { policy_version }
+        }
+    }
+}
+
+impl ExternalGroup {
+    /// Where this group's completions come from, as the learner records it.
+    pub fn provenance(&self) -> Provenance {
+        Provenance::External {
+            author: self.author.clone(),
+            model_name: self.policy.model_name.clone(),
+            tokenizer_hash: hex::encode(&self.policy.tokenizer_hash[..8]),
+            policy_version: self.policy.policy_version,
+        }
+    }
+}
+
 impl ExternalCompletion {
     /// The text and truncation flag of a received completion; the rest is the sender's claim.
     pub fn from_wire(completion: &Completion) -> Self {

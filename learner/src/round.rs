@@ -278,7 +278,7 @@ impl Learner {
             round: self.round,
             policy_version: self.policy_version(),
             reward_local: reward_sum / completions.max(1) as f64,
-            reward_external: report.batch.reward_external,
+            reward_external: report.batch.reward_external(),
             accuracy: accuracy
                 .into_iter()
                 .map(|(family, (right, total))| (family, right as f64 / total.max(1) as f64))
@@ -324,7 +324,7 @@ impl Learner {
                 policy_version,
                 &fresh,
                 &external,
-                &self.options,
+                &report.batch.external_rewards,
             )?;
         }
         if self.round % self.options.checkpoint_every == 0 {
@@ -400,53 +400,58 @@ impl Learner {
     }
 }
 
-/// Appends every own and external completion of the round, with locally computed rewards.
+/// Appends every own and external completion of the round, with locally computed rewards
+/// (`external_rewards`, as the batch builder scored them, per external group).
 fn write_rollouts(
     log: &mut JsonlWriter,
     round: u64,
     trainer_version: u64,
     fresh: &[LocalGroup],
     external: &[ExternalGroup],
-    options: &LearnerOptions,
+    external_rewards: &[Vec<f32>],
 ) -> Result<()> {
-    let rewards = RewardConfig {
-        format_reward: options.format_reward,
-    };
-    for group in fresh {
-        for c in &group.completions {
-            log.write(&serde_json::json!({
-                "round": round,
-                "trainer_policy_version": trainer_version,
-                "family": group.question.family,
-                "prompt": group.question.prompt,
-                "completion": c.text,
-                "reward": c.reward,
-                "truncated": c.truncated,
-                "provenance": crate::rollout::Provenance::LocalFresh {
-                    policy_version: group.policy.policy_version
-                },
-            }))?;
-        }
-    }
-    for group in external {
-        for c in &group.completions {
-            let reward = swarm_tasks::verify(&group.question, &c.text, &rewards).reward;
-            log.write(&serde_json::json!({
-                "round": round,
-                "trainer_policy_version": trainer_version,
-                "family": group.question.family,
-                "prompt": group.question.prompt,
-                "completion": c.text,
-                "reward": reward,
-                "truncated": c.truncated,
-                "provenance": crate::rollout::Provenance::External {
-                    author: group.author.clone(),
-                    model_name: group.policy.model_name.clone(),
-                    tokenizer_hash: hex::encode(&group.policy.tokenizer_hash[..8]),
-                    policy_version: group.policy.policy_version,
-                },
-            }))?;
-        }
+    let own = fresh.iter().flat_map(|group| {
+        let provenance = group.provenance(false);
+        group.completions.iter().map(move |c| {
+            (
+                &group.question,
+                &c.text,
+                c.reward,
+                c.truncated,
+                provenance.clone(),
+            )
+        })
+    });
+    let received = external
+        .iter()
+        .zip(external_rewards)
+        .flat_map(|(group, rewards)| {
+            let provenance = group.provenance();
+            group
+                .completions
+                .iter()
+                .zip(rewards)
+                .map(move |(c, &reward)| {
+                    (
+                        &group.question,
+                        &c.text,
+                        reward,
+                        c.truncated,
+                        provenance.clone(),
+                    )
+                })
+        });
+    for (question, completion, reward, truncated, provenance) in own.chain(received) {
+        log.write(&serde_json::json!({
+            "round": round,
+            "trainer_policy_version": trainer_version,
+            "family": question.family,
+            "prompt": question.prompt,
+            "completion": completion,
+            "reward": reward,
+            "truncated": truncated,
+            "provenance": provenance,
+        }))?;
     }
     Ok(())
 }

@@ -91,7 +91,11 @@ fn external_rollouts_from_another_tokenizer_raise_the_positive_completions() {
     let mut learner = Learner::start(receiver, "tiny", data.path(), options, 3).unwrap();
     let report = learner.train(&[], &[], &groups).unwrap();
     assert_eq!(report.trained_local_external, (0, 16));
-    assert_eq!(report.batch.reward_external, Some(0.5), "rescored locally");
+    assert_eq!(
+        report.batch.reward_external(),
+        Some(0.5),
+        "rescored locally"
+    );
     assert_eq!(report.update.steps, 1);
     assert_eq!(
         report.update.gated, 0,

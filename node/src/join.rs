@@ -16,7 +16,7 @@ use crate::config::NodeConfig;
 use crate::gossip::{GossipNetwork, task_checker};
 use crate::identity::Identity;
 use crate::status::StatusBoard;
-use crate::train::{print_round, record_round, start_learner, starting_dir};
+use crate::train::{node_learner, print_round, record_round};
 
 /// The network layer's settings from the node configuration.
 pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
@@ -127,13 +127,7 @@ pub fn join(
         s.public_key = identity.public_key_hex();
     });
     let (handle, events) = start_network(config, &identity, runtime)?;
-    let mut learner = start_learner(
-        &starting_dir(config)?,
-        &config.node.model,
-        &config.node.data_dir,
-        config.learner.clone(),
-        config.node.seed,
-    )?;
+    let mut learner = node_learner(config)?;
     let mut network = GossipNetwork::new(
         handle.clone(),
         events,

@@ -144,6 +144,17 @@ pub fn start_learner(
     Ok(learner)
 }
 
+/// The learner of a node as configured: from its starting model, resuming from its data directory.
+pub fn node_learner(config: &NodeConfig) -> Result<Learner> {
+    start_learner(
+        &starting_dir(config)?,
+        &config.node.model,
+        &config.node.data_dir,
+        config.learner.clone(),
+        config.node.seed,
+    )
+}
+
 /// The name other nodes see for a model directory: its last path component.
 pub fn model_name(model: &Path) -> String {
     model
@@ -195,13 +206,7 @@ pub fn record_round(board: &StatusBoard, metrics: &swarm_learner::RoundMetrics) 
 /// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
 /// round and publishing each round to `board`.
 pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Result<Learner> {
-    let mut learner = start_learner(
-        &starting_dir(config)?,
-        &config.node.model,
-        &config.node.data_dir,
-        config.learner.clone(),
-        config.node.seed,
-    )?;
+    let mut learner = node_learner(config)?;
     let target = learner.round() + rounds;
     while learner.round() < target {
         let metrics = learner.run_round(&mut NullNetwork)?;

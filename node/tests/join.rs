@@ -103,28 +103,54 @@ fn wait_for_line(
     }
 }
 
-#[test]
-fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let network = "join-test";
-    let mut boot = Process(
-        command(&dir.path().join("boot"), "off")
-            .args([
-                "bootstrap",
-                "--network",
-                network,
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .spawn()
-            .unwrap(),
-    );
-    let boot_lines = lines(&mut boot.0);
-    let address = wait_for_line(&boot_lines, "the bootstrap address", |l| {
+/// A bootstrap node listening on `listen`, its stdout, and the multiaddr it printed.
+fn start_bootstrap(
+    data_dir: &Path,
+    network: &str,
+    listen: &str,
+) -> (Process, mpsc::Receiver<String>, String) {
+    let mut child = command(data_dir, "off")
+        .args(["bootstrap", "--network", network, "--listen", listen])
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut child);
+    let address = wait_for_line(&rx, "the bootstrap address", |l| {
         l.starts_with("listening on ") && l.contains("/p2p/")
     })
     .trim_start_matches("listening on ")
     .to_owned();
+    (Process(child), rx, address)
+}
+
+/// A learner joining `network` through `bootstrap`, and its stdout.
+fn start_join(
+    data_dir: &Path,
+    http: &str,
+    network: &str,
+    bootstrap: &str,
+) -> (Process, mpsc::Receiver<String>) {
+    let mut child = command(data_dir, http)
+        .args([
+            "join",
+            "--network",
+            network,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            bootstrap,
+        ])
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut child);
+    (Process(child), rx)
+}
+
+#[test]
+fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = "join-test";
+    let (boot, _boot_lines, address) =
+        start_bootstrap(&dir.path().join("boot"), network, "/ip4/127.0.0.1/tcp/0");
 
     let api = free_local_addr();
     let mut learners = Vec::new();
@@ -134,20 +160,8 @@ fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
         } else {
             "off".to_owned()
         };
-        let mut child = command(&dir.path().join(name), &http)
-            .args([
-                "join",
-                "--network",
-                network,
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--bootstrap",
-                &address,
-            ])
-            .spawn()
-            .unwrap();
-        let rx = lines(&mut child);
-        learners.push((name, Process(child), rx));
+        let (process, rx) = start_join(&dir.path().join(name), &http, network, &address);
+        learners.push((name, process, rx));
     }
 
     // Each learner reports its peer count and how many of its peers' groups a round took. (Whether
@@ -245,35 +259,10 @@ fn a_learner_keeps_training_alone_and_reconnects_when_its_peer_returns() {
     // A fixed port, so the restarted bootstrap node is found at the address the learner knows.
     let port = free_local_addr().port();
     let listen = format!("/ip4/127.0.0.1/tcp/{port}");
-    let start_bootstrap = || {
-        let mut child = command(&dir.path().join("boot"), "off")
-            .args(["bootstrap", "--network", network, "--listen", &listen])
-            .spawn()
-            .unwrap();
-        let rx = lines(&mut child);
-        let address = wait_for_line(&rx, "the bootstrap address", |l| {
-            l.starts_with("listening on ") && l.contains("/p2p/")
-        })
-        .trim_start_matches("listening on ")
-        .to_owned();
-        (Process(child), rx, address)
-    };
-    let (boot, _boot_lines, address) = start_bootstrap();
+    let boot_dir = dir.path().join("boot");
+    let (boot, _boot_lines, address) = start_bootstrap(&boot_dir, network, &listen);
 
-    let mut learner = command(&dir.path().join("learner"), "off")
-        .args([
-            "join",
-            "--network",
-            network,
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            &address,
-        ])
-        .spawn()
-        .unwrap();
-    let rounds = lines(&mut learner);
-    let mut learner = Process(learner);
+    let (mut learner, rounds) = start_join(&dir.path().join("learner"), "off", network, &address);
     wait_for_line(&rounds, "the learner connected", |l| peers_in(l) == Some(1));
 
     drop(boot);
@@ -283,7 +272,7 @@ fn a_learner_keeps_training_alone_and_reconnects_when_its_peer_returns() {
     // It keeps going alone: more rounds follow.
     wait_for_line(&rounds, "another round alone", |l| peers_in(l) == Some(0));
 
-    let (restarted, _restarted_lines, again) = start_bootstrap();
+    let (restarted, _restarted_lines, again) = start_bootstrap(&boot_dir, network, &listen);
     assert_eq!(again, address, "same identity and port");
     wait_for_line(&rounds, "the learner reconnected", |l| {
         peers_in(l) == Some(1)

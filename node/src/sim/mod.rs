@@ -37,19 +37,19 @@ pub fn simulate(plan: &Path, overrides: &SimOverrides, out: Option<PathBuf>) -> 
     let total = nodes as u64 * config.sim.rounds;
     let style = ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} node-rounds {msg}")
         .expect("valid template");
-    let mut bar: Option<(String, u64, ProgressBar)> = None;
+    let mut bar: Option<(String, ProgressBar)> = None;
     let runs = run::run_simulation(&config, &out, &mut |progress| {
         let key = format!("{} seed {}", progress.configuration, progress.seed);
-        if bar.as_ref().is_none_or(|(k, _, _)| *k != key) {
-            if let Some((_, _, old)) = bar.take() {
+        if bar.as_ref().is_none_or(|(k, _)| *k != key) {
+            if let Some((_, old)) = bar.take() {
                 old.finish();
             }
             let fresh = ProgressBar::new(total)
                 .with_style(style.clone())
                 .with_prefix(key.clone());
-            bar = Some((key, progress.seed, fresh));
+            bar = Some((key, fresh));
         }
-        if let Some((_, _, bar)) = &bar {
+        if let Some((_, bar)) = &bar {
             bar.inc(1);
             bar.set_message(format!(
                 "node-{} round {} reward {:.3}",
@@ -57,7 +57,7 @@ pub fn simulate(plan: &Path, overrides: &SimOverrides, out: Option<PathBuf>) -> 
             ));
         }
     })?;
-    if let Some((_, _, bar)) = bar {
+    if let Some((_, bar)) = bar {
         bar.finish();
     }
     let summary = report::summarize(&config.sim.name, config.sim.rounds, &runs);
