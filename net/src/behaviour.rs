@@ -11,7 +11,7 @@ use libp2p::gossipsub::{
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
-use libp2p::{StreamProtocol, connection_limits, identify, mdns, ping};
+use libp2p::{StreamProtocol, autonat, connection_limits, dcutr, identify, mdns, ping, relay};
 use swarm_protocol::{MessageId, topic};
 
 use crate::config::NetConfig;
@@ -29,6 +29,32 @@ pub(crate) struct NodeBehaviour {
     pub(crate) kademlia: kad::Behaviour<MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) autonat: autonat::Behaviour,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    pub(crate) dcutr: dcutr::Behaviour,
+}
+
+/// Relay server limits. libp2p's defaults (2 minutes, 128 KiB per circuit) suit a relay that only
+/// bridges until hole punching succeeds; a swarm relay also carries gossip for nodes whose hole
+/// punch fails, so circuits live longer and may carry a few rounds of bundles. Circuits and
+/// reservations stay bounded in number, which bounds what a relay can be made to carry.
+fn relay_server_config() -> relay::Config {
+    relay::Config {
+        max_circuit_duration: Duration::from_secs(30 * 60),
+        max_circuit_bytes: 64 << 20,
+        ..relay::Config::default()
+    }
+}
+
+fn autonat_config(config: &NetConfig) -> autonat::Config {
+    autonat::Config {
+        boot_delay: config.autonat_boot_delay,
+        retry_interval: config.autonat_retry_interval,
+        throttle_server_period: config.autonat_retry_interval,
+        only_global_ips: config.autonat_global_only,
+        ..autonat::Config::default()
+    }
 }
 
 /// Kademlia protocol name private to one network, so that nodes of different networks (and of
@@ -85,7 +111,11 @@ fn peer_score_params(network_name: &str) -> PeerScoreParams {
     params
 }
 
-pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<NodeBehaviour> {
+pub(crate) fn build(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &NetConfig,
+) -> Result<NodeBehaviour> {
     let peer_id = key.public().to_peer_id();
 
     let limits = connection_limits::Behaviour::new(
@@ -150,5 +180,12 @@ pub(crate) fn build(key: &Keypair, config: &NetConfig) -> Result<NodeBehaviour> 
         kademlia,
         gossipsub,
         mdns: mdns.into(),
+        autonat: autonat::Behaviour::new(peer_id, autonat_config(config)),
+        relay_client,
+        relay_server: config
+            .relay_server
+            .then(|| relay::Behaviour::new(peer_id, relay_server_config()))
+            .into(),
+        dcutr: dcutr::Behaviour::new(peer_id),
     })
 }

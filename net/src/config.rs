@@ -5,6 +5,18 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use swarm_protocol::{Limits, StalenessWindow};
 
+/// When a node asks relay servers among its peers to accept connections on its behalf.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RelayReservations {
+    /// Once AutoNAT concludes that peers cannot dial this node directly.
+    #[default]
+    WhenPrivate,
+    /// On every relay server it connects to, whatever AutoNAT says (nodes known to sit behind NAT).
+    Always,
+    /// Never: the node is reachable only at its own addresses.
+    Never,
+}
+
 /// Everything the network layer needs to know before it starts. Plain data with defaults suited to
 /// a public network; tests shorten the heartbeat and listen on loopback.
 #[derive(Clone, Debug)]
@@ -17,8 +29,26 @@ pub struct NetConfig {
     /// Peers dialled at start and re-dialled while the node has no peers. Each must end in
     /// `/p2p/<peer id>` to be added to the routing table.
     pub bootstrap: Vec<Multiaddr>,
+    /// Addresses at which peers can reach this node, when the operator knows them (a bootstrap
+    /// node's public address or DNS name, a port forwarded through NAT). Announced to peers and
+    /// handed to nodes that reserve a relay slot here.
+    pub external_addresses: Vec<Multiaddr>,
     /// Local mode: mDNS discovery on the LAN.
     pub local_mode: bool,
+    /// Serve as a circuit relay (v2) for nodes that cannot be dialled directly. Bootstrap nodes do.
+    pub relay_server: bool,
+    /// When to reserve a slot on relay servers, so that nodes behind NAT stay reachable through
+    /// them (and DCUtR can then upgrade the relayed connection to a direct one).
+    pub relay_reservations: RelayReservations,
+    /// Most relay servers to hold a reservation on at once.
+    pub max_relay_reservations: usize,
+    /// AutoNAT: only ask peers at global IP addresses to dial back, and only dial back clients at
+    /// global addresses. Off in loopback tests, where every address is private.
+    pub autonat_global_only: bool,
+    /// AutoNAT: delay before the first reachability probe, and between probes until it is sure.
+    pub autonat_boot_delay: Duration,
+    /// AutoNAT: interval between probes while the status is uncertain.
+    pub autonat_retry_interval: Duration,
     /// Most established connections in total.
     pub max_connections: u32,
     /// Most established connections to one peer.
@@ -57,9 +87,18 @@ impl Default for NetConfig {
                     .expect("valid literal multiaddr"),
             ],
             bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
             local_mode: false,
+            relay_server: false,
+            relay_reservations: RelayReservations::WhenPrivate,
+            max_relay_reservations: 2,
+            autonat_global_only: true,
+            autonat_boot_delay: Duration::from_secs(15),
+            autonat_retry_interval: Duration::from_secs(90),
             max_connections: 128,
-            max_connections_per_peer: 2,
+            // One carries gossip; a relay reservation, a hole punch and an AutoNAT dial-back may
+            // each need another for a while.
+            max_connections_per_peer: 4,
             // A fast node publishes one bundle per prompt per round: 8 prompts in half a second is
             // about 1,000 a minute. The quotas stop floods, not fast honest nodes, and a bootstrap
             // node forwards every author's bundles, hence the larger per-peer figure.
@@ -81,7 +120,7 @@ impl Default for NetConfig {
 
 impl NetConfig {
     /// A configuration for tests and single-machine demos: loopback TCP on an ephemeral port, a
-    /// fast heartbeat, no mDNS.
+    /// fast heartbeat, no mDNS, AutoNAT probing loopback peers quickly.
     pub fn loopback(network_name: &str) -> Self {
         NetConfig {
             network_name: network_name.into(),
@@ -92,6 +131,9 @@ impl NetConfig {
             ],
             heartbeat: Duration::from_millis(100),
             redial_interval: Duration::from_millis(500),
+            autonat_global_only: false,
+            autonat_boot_delay: Duration::from_millis(500),
+            autonat_retry_interval: Duration::from_secs(2),
             ..NetConfig::default()
         }
     }

@@ -6,11 +6,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::identity::Keypair;
+use libp2p::metrics::{Metrics, Recorder, Registry};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, relay, tcp, yamux};
 use swarm_protocol::{
     Digest, IgnoreReason, MessageId, Validation, ValidationContext, network_id, topic, validate,
 };
@@ -21,6 +23,7 @@ use crate::behaviour::{
     self, GRAYLIST_THRESHOLD, MAX_TRANSMIT_BYTES, NodeBehaviour, NodeBehaviourEvent,
 };
 use crate::config::NetConfig;
+use crate::reachability::{NatStatus, Reachability, is_relayed};
 use crate::state::{BoundedSet, RateLimiter, TaskChecker, ValidationState};
 use crate::{Command, NetEvent, NetHandle, NetStats};
 
@@ -36,8 +39,9 @@ pub(crate) async fn start(
     let key = Keypair::ed25519_from_bytes(&mut seed)
         .map_err(|err| anyhow!("the node seed is not a valid ed25519 secret key: {err}"))?;
     let peer_id = key.public().to_peer_id();
-    let node_behaviour = behaviour::build(&key, &config)?;
     let idle_timeout = config.idle_timeout;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -49,7 +53,12 @@ pub(crate) async fn start(
         .with_quic()
         .with_dns()
         .context("cannot set up DNS resolution (is /etc/resolv.conf readable?)")?
-        .with_behaviour(|_| node_behaviour)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .context("cannot set up the relay client transport")?
+        .with_bandwidth_metrics(&mut registry)
+        .with_behaviour(|key, relay_client| {
+            behaviour::build(key, relay_client, &config).map_err(Into::into)
+        })
         .map_err(|err| anyhow!("cannot assemble the network behaviour: {err}"))?
         .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(idle_timeout))
         .build();
@@ -67,6 +76,9 @@ pub(crate) async fn start(
             )
         })?;
     }
+    for address in &config.external_addresses {
+        swarm.add_external_address(address.clone());
+    }
     for address in &config.bootstrap {
         add_bootstrap_peer(&mut swarm, address);
     }
@@ -78,6 +90,7 @@ pub(crate) async fn start(
     let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (event_sender, events) = mpsc::channel(config.event_capacity.max(1));
     let stats = Arc::new(Mutex::new(NetStats::default()));
+    let registry = Arc::new(registry);
     let state = ValidationState {
         seen_ids: BoundedSet::new(config.dedup_capacity),
         seen_sequences: BoundedSet::new(config.dedup_capacity),
@@ -88,6 +101,7 @@ pub(crate) async fn start(
     let event_loop = EventLoop {
         network_id: network_id(&config.network_name),
         peers: RateLimiter::new(config.peer_quota_per_minute),
+        reachability: Reachability::new(config.relay_reservations, config.max_relay_reservations),
         config,
         swarm,
         topic: gossip_topic,
@@ -95,6 +109,7 @@ pub(crate) async fn start(
         stats: stats.clone(),
         events: event_sender,
         local_peer_id: peer_id,
+        metrics,
     };
     tokio::spawn(event_loop.run(commands));
     info!(%peer_id, "network layer started");
@@ -103,6 +118,7 @@ pub(crate) async fn start(
             peer_id,
             commands: command_sender,
             stats,
+            metrics: registry,
         },
         events,
     ))
@@ -137,6 +153,8 @@ struct EventLoop {
     stats: Arc<Mutex<NetStats>>,
     events: mpsc::Sender<NetEvent>,
     local_peer_id: PeerId,
+    reachability: Reachability,
+    metrics: Metrics,
 }
 
 impl EventLoop {
@@ -167,7 +185,12 @@ impl EventLoop {
                         return;
                     }
                 },
-                _ = redial.tick() => self.redial_if_alone(),
+                _ = redial.tick() => {
+                    self.redial_if_alone();
+                    // Reservations are refused while a relay has no confirmed address yet, and
+                    // lapse when a relay restarts: ask again rather than wait for the next trigger.
+                    self.request_reservations();
+                }
             }
         }
     }
@@ -226,25 +249,65 @@ impl EventLoop {
         Ok(id)
     }
 
+    fn record_metrics(&self, event: &SwarmEvent<NodeBehaviourEvent>) {
+        self.metrics.record(event);
+        let SwarmEvent::Behaviour(event) = event else {
+            return;
+        };
+        match event {
+            NodeBehaviourEvent::Gossipsub(event) => self.metrics.record(event),
+            NodeBehaviourEvent::Identify(event) => self.metrics.record(event),
+            NodeBehaviourEvent::Kademlia(event) => self.metrics.record(event),
+            NodeBehaviourEvent::Ping(event) => self.metrics.record(event),
+            NodeBehaviourEvent::RelayServer(event) => self.metrics.record(event),
+            NodeBehaviourEvent::Dcutr(event) => self.metrics.record(event),
+            _ => {}
+        }
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
+        self.record_metrics(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let address = address.with(Protocol::P2p(self.local_peer_id));
+                // A relay refuses reservations until it knows an address of its own to hand
+                // out. Without addresses from the operator, its listen addresses are the best
+                // guess (right for a bootstrap node listening on its public interface).
+                if self.config.relay_server
+                    && self.config.external_addresses.is_empty()
+                    && !is_relayed(&address)
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
+                let address = self.dialable(address);
                 info!(%address, "listening");
-                self.update_stats(|stats| stats.listen_addrs.push(address));
+                self.update_stats(|stats| {
+                    if !stats.listen_addrs.contains(&address) {
+                        stats.listen_addrs.push(address);
+                    }
+                });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                let address = address.with(Protocol::P2p(self.local_peer_id));
+                let address = self.dialable(address);
                 self.update_stats(|stats| stats.listen_addrs.retain(|known| *known != address));
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reachability.listener_closed(listener_id);
+                self.refresh_reachability();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
-            } if num_established.get() == 1 => {
-                debug!(%peer_id, "peer connected");
-                self.refresh_peer_count();
-                self.emit(NetEvent::PeerConnected(peer_id));
+            } => {
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    self.reachability.dialled(peer_id, address);
+                }
+                if num_established.get() == 1 {
+                    debug!(%peer_id, "peer connected");
+                    self.refresh_peer_count();
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -252,6 +315,8 @@ impl EventLoop {
                 ..
             } => {
                 debug!(%peer_id, "peer disconnected");
+                self.reachability.peer_gone(&peer_id);
+                self.refresh_reachability();
                 self.refresh_peer_count();
                 self.emit(NetEvent::PeerDisconnected(peer_id));
             }
@@ -271,6 +336,10 @@ impl EventLoop {
                 info,
                 ..
             })) => {
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    self.reachability.relay_found(peer_id);
+                    self.request_reservations();
+                }
                 // Only peers that speak this network's DHT protocol go into the routing table.
                 let kad_protocol = behaviour::kademlia_protocol(&self.config.network_name);
                 if kad_protocol.is_ok_and(|protocol| info.protocols.contains(&protocol)) {
@@ -282,6 +351,47 @@ impl EventLoop {
                     }
                 }
             }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                let status = NatStatus::from(&new);
+                info!(status = status.as_str(), "reachability (AutoNAT) changed");
+                if status == NatStatus::Private {
+                    info!(
+                        "peers cannot dial this node directly; it will stay reachable through relay servers among its peers"
+                    );
+                }
+                self.reachability.set_nat(status);
+                self.request_reservations();
+                self.refresh_reachability();
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    ..
+                },
+            )) => {
+                if !renewal {
+                    info!(relay = %relay_peer_id, "relay reservation accepted; reachable through it");
+                }
+                self.reachability.reservation_accepted(relay_peer_id);
+                self.refresh_reachability();
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    debug!(peer = %remote_peer_id, "relayed connection upgraded to a direct one");
+                    self.update_stats(|stats| stats.hole_punches += 1);
+                }
+                Err(err) => {
+                    debug!(peer = %remote_peer_id, "hole punching failed; staying on the relay: {err}");
+                    self.update_stats(|stats| stats.hole_punch_failures += 1);
+                }
+            },
             SwarmEvent::Behaviour(NodeBehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer_id, address) in found {
                     if self.swarm.is_connected(&peer_id) {
@@ -355,6 +465,38 @@ impl EventLoop {
             let _ = self.swarm.disconnect_peer_id(peer);
             self.update_stats(|stats| stats.graylisted_disconnects += 1);
         }
+    }
+
+    /// A listen address as peers dial it: ending in `/p2p/<this node>` (relayed listen addresses
+    /// already do).
+    fn dialable(&self, address: Multiaddr) -> Multiaddr {
+        if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+            address
+        } else {
+            address.with(Protocol::P2p(self.local_peer_id))
+        }
+    }
+
+    /// Listens through every relay that should now hold a reservation for this node.
+    fn request_reservations(&mut self) {
+        for (relay, address) in self.reachability.reservations_to_request() {
+            match self.swarm.listen_on(address.clone()) {
+                Ok(listener) => {
+                    debug!(%relay, %address, "requesting a relay reservation");
+                    self.reachability.listening_through(relay, listener);
+                }
+                Err(err) => warn!(%relay, %address, "cannot listen through relay: {err}"),
+            }
+        }
+    }
+
+    fn refresh_reachability(&mut self) {
+        let nat_status = self.reachability.nat();
+        let reservations = self.reachability.reservations();
+        self.update_stats(|stats| {
+            stats.nat_status = nat_status;
+            stats.relay_reservations = reservations;
+        });
     }
 
     /// Hands an event to the learner without ever blocking the network loop: a learner that

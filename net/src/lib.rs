@@ -12,20 +12,25 @@
 mod behaviour;
 mod config;
 mod event_loop;
+mod reachability;
 mod state;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+use libp2p::metrics::Registry;
 use libp2p::{Multiaddr, PeerId};
 use swarm_protocol::{MessageId, SignedEnvelope, ValidatedBundle};
 use tokio::sync::{mpsc, oneshot};
 
 pub use behaviour::MAX_TRANSMIT_BYTES;
-pub use config::NetConfig;
+pub use config::{NetConfig, RelayReservations};
+pub use reachability::NatStatus;
 pub use state::TaskChecker;
+pub use telemetry::WireBytes;
 
 /// What the network layer tells the learner.
 #[derive(Clone, Debug)]
@@ -64,8 +69,16 @@ pub struct NetStats {
     pub connected_peers: usize,
     /// Connected peers subscribed to this network's gossip topic.
     pub topic_peers: usize,
-    /// Addresses this node listens on.
+    /// Addresses this node listens on, relayed (`.../p2p-circuit/p2p/<self>`) ones included.
     pub listen_addrs: Vec<Multiaddr>,
+    /// AutoNAT's verdict on whether peers can dial this node.
+    pub nat_status: NatStatus,
+    /// Relay servers currently holding a reservation for this node.
+    pub relay_reservations: usize,
+    /// Relayed connections upgraded to direct ones by hole punching (DCUtR).
+    pub hole_punches: u64,
+    /// Hole punching attempts that failed (the relayed connection stays).
+    pub hole_punch_failures: u64,
 }
 
 impl NetStats {
@@ -87,6 +100,7 @@ pub struct NetHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     stats: Arc<Mutex<NetStats>>,
+    metrics: Arc<Registry>,
 }
 
 impl NetHandle {
@@ -128,6 +142,17 @@ impl NetHandle {
     /// A snapshot of the counters.
     pub fn stats(&self) -> NetStats {
         self.stats_snapshot()
+    }
+
+    /// libp2p's own metrics for this node (connections, gossipsub, identify, Kademlia, ping, relay,
+    /// DCUtR, bytes by transport and direction), for a `/metrics` endpoint to export.
+    pub fn metrics_registry(&self) -> Arc<Registry> {
+        self.metrics.clone()
+    }
+
+    /// Bytes this node has read and written on its libp2p streams so far.
+    pub fn wire_bytes(&self) -> WireBytes {
+        telemetry::wire_bytes(&self.metrics)
     }
 
     /// Stops the event loop, closing every connection; returns once it has stopped.

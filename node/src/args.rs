@@ -25,7 +25,8 @@ pub(crate) struct CommonArgs {
     /// Directory for the identity key, checkpoints and logs [config: node.data_dir].
     #[arg(long, global = true, env = "SWARM_NODE_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// HTTP API address, or `off` [config: http.listen].
+    /// HTTP API and dashboard address, or `off` [config: http.listen]; `simulate` serves one only
+    /// when given.
     #[arg(long, global = true, env = "SWARM_HTTP_LISTEN")]
     pub(crate) http: Option<String>,
     /// Log output format [config: log.format].
@@ -68,7 +69,7 @@ pub(crate) enum Command {
     },
     /// Run a multi-node simulation on this machine (real libp2p nodes on loopback, one learner
     /// thread each) and write a report with charts. `--config` names the plan
-    /// [default: configs/sim-quick.toml].
+    /// [default: configs/sim-quick.toml]; `--http ADDR` shows the swarm live on a dashboard.
     Simulate {
         /// Override the number of nodes (plans without [[kind]] tables).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]

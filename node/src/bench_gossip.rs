@@ -1,6 +1,7 @@
 //! `swarm-node bench gossip`: N in-process nodes on loopback, every node publishing signed bundles of
 //! realistic size, every receiver timing each arrival. Reports the delivery ratio and propagation
-//! latency through the whole stack (gossipsub, noise, yamux, TCP, validation).
+//! latency through the whole stack (gossipsub, noise, yamux, TCP, validation), and what the exchange
+//! cost in bytes on the nodes' libp2p streams.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,6 +51,15 @@ pub struct GossipBenchReport {
     pub latency_ms_max: f64,
     /// Size of one signed envelope's payload (the encoded bundle), bytes.
     pub payload_bytes: usize,
+    /// Bytes all nodes sent on their libp2p streams from the first publish until the last
+    /// delivery: bundles, gossipsub control traffic (IHAVE/IWANT, GRAFT/PRUNE), pings, identify.
+    /// Noise and yamux framing and TCP/IP headers are not counted.
+    pub wire_bytes_sent: u64,
+    /// `wire_bytes_sent` per payload byte delivered (payload size times deliveries). 1.0 would
+    /// be a perfect unicast to each receiver; gossip pays for its redundancy and signatures here.
+    pub wire_bytes_per_delivered_payload_byte: f64,
+    /// `wire_bytes_sent` per payload byte published (each bundle counted once).
+    pub wire_bytes_per_published_payload_byte: f64,
     /// Seconds until every node saw a peer on the topic.
     pub setup_seconds: f64,
     /// Gossipsub heartbeat used, milliseconds.
@@ -161,7 +171,9 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
     }
     let setup_seconds = started.elapsed().as_secs_f64();
 
+    let sent_before: u64 = handles.iter().map(|h| h.wire_bytes().outbound).sum();
     let mut payload_bytes = 0;
+    let mut payload_bytes_published = 0u64;
     let mut published = 0;
     for round in 0..options.messages_per_node {
         for (handle, key) in handles.iter().zip(&keys) {
@@ -170,6 +182,7 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
                 key,
             )?;
             payload_bytes = envelope.payload.len();
+            payload_bytes_published += payload_bytes as u64;
             // A fresh node may not have a mesh yet; gossip then refuses the publish, so retry.
             let retry_until = Instant::now() + Duration::from_secs(10);
             loop {
@@ -213,6 +226,9 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    let sent_after: u64 = handles.iter().map(|h| h.wire_bytes().outbound).sum();
+    let wire_bytes_sent = sent_after.saturating_sub(sent_before);
+    let delivered_payload_bytes = payload_bytes as u64 * seen.len() as u64;
     for handle in &handles {
         let _ = runtime.block_on(handle.shutdown());
     }
@@ -227,6 +243,11 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
         latency_ms_p99: percentile(&latencies, 0.99),
         latency_ms_max: latencies.last().copied().unwrap_or(f64::NAN),
         payload_bytes,
+        wire_bytes_sent,
+        wire_bytes_per_delivered_payload_byte: wire_bytes_sent as f64
+            / delivered_payload_bytes.max(1) as f64,
+        wire_bytes_per_published_payload_byte: wire_bytes_sent as f64
+            / payload_bytes_published.max(1) as f64,
         setup_seconds,
         heartbeat_ms: heartbeat.as_millis() as u64,
     })
@@ -257,5 +278,11 @@ mod tests {
         assert_eq!(report.delivered, 60, "{report:?}");
         assert!(report.latency_ms_p50 <= report.latency_ms_p99);
         assert!(report.payload_bytes > 8 * 48 * 4, "{report:?}");
+        // Every delivered payload byte crossed some stream at least once: a smaller figure means
+        // the transport counters miss traffic.
+        assert!(
+            report.wire_bytes_per_delivered_payload_byte >= 1.0,
+            "{report:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use swarm_learner::Learner;
-use swarm_net::{NetConfig, NetHandle, NetStats};
+use swarm_net::{NetConfig, NetHandle, NetStats, RelayReservations, WireBytes};
 use swarm_protocol::{IgnoreReason, RejectReason};
 use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
@@ -33,8 +33,15 @@ pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
         network_name: config.net.network.clone(),
         listen: parse(&config.net.listen)?,
         bootstrap: parse(&config.net.bootstrap)?,
+        external_addresses: parse(&config.net.external_addresses)?,
         local_mode: config.net.local,
         max_connections: config.net.max_connections,
+        relay_server: config.net.relay_server,
+        relay_reservations: match config.net.relay_reservations.as_str() {
+            "always" => RelayReservations::Always,
+            "never" => RelayReservations::Never,
+            _ => RelayReservations::WhenPrivate,
+        },
         ..NetConfig::default()
     })
 }
@@ -65,15 +72,17 @@ pub fn stop_on_signal(runtime: &Runtime, stop: Arc<AtomicBool>) {
 
 /// Starts the network layer under this node's identity and prints the addresses peers can dial.
 fn start_network(
-    config: &NodeConfig,
+    net: NetConfig,
     identity: &Identity,
+    board: &StatusBoard,
     runtime: &Runtime,
 ) -> Result<(NetHandle, tokio::sync::mpsc::Receiver<swarm_net::NetEvent>)> {
     let (handle, events) = runtime.block_on(swarm_net::spawn(
-        net_config(config)?,
+        net,
         identity.seed(),
         task_checker(TaskCatalog::new()),
     ))?;
+    board.attach_network_metrics(handle.metrics_registry());
     // Listening starts asynchronously; the addresses are worth printing once they exist.
     let deadline = Instant::now() + Duration::from_secs(5);
     while handle.listen_addrs().is_empty() && Instant::now() < deadline {
@@ -98,7 +107,7 @@ fn outcome_key(name: &str) -> String {
     }
 }
 
-fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
+fn publish_net_stats(board: &StatusBoard, stats: &NetStats, wire: WireBytes) {
     board.update(|s| {
         s.peers = stats.connected_peers;
         s.bundles_published = stats.published;
@@ -109,6 +118,11 @@ fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
             .map(|(name, &count)| (outcome_key(name), count))
             .collect();
         s.listen_addrs = stats.listen_addrs.iter().map(|a| a.to_string()).collect();
+        s.reachability = stats.nat_status.as_str().to_owned();
+        s.relay_reservations = stats.relay_reservations;
+        s.hole_punches = stats.hole_punches;
+        s.bytes_received = wire.inbound;
+        s.bytes_sent = wire.outbound;
     });
 }
 
@@ -126,7 +140,7 @@ pub fn join(
         s.peer_id = identity.peer_id().to_string();
         s.public_key = identity.public_key_hex();
     });
-    let (handle, events) = start_network(config, &identity, runtime)?;
+    let (handle, events) = start_network(net_config(config)?, &identity, board, runtime)?;
     let mut learner = node_learner(config)?;
     let mut network = GossipNetwork::new(
         handle.clone(),
@@ -141,7 +155,7 @@ pub fn join(
         let metrics = learner.run_round(&mut network)?;
         let stats = handle.stats();
         print_round(&metrics, Some(stats.connected_peers));
-        publish_net_stats(board, &stats);
+        publish_net_stats(board, &stats, handle.wire_bytes());
         record_round(board, &metrics)?;
     }
     learner.checkpoint()?;
@@ -164,7 +178,12 @@ pub fn bootstrap(
         s.peer_id = identity.peer_id().to_string();
         s.public_key = identity.public_key_hex();
     });
-    let (handle, mut events) = start_network(config, &identity, runtime)?;
+    // A bootstrap node is the relay its NATed peers reserve slots on.
+    let net = NetConfig {
+        relay_server: true,
+        ..net_config(config)?
+    };
+    let (handle, mut events) = start_network(net, &identity, board, runtime)?;
     let mut last_peers = usize::MAX;
     while !stop.load(Ordering::SeqCst) {
         // Bundles are relayed by gossipsub itself; the events only need draining.
@@ -178,7 +197,7 @@ pub fn bootstrap(
                 "bootstrap node"
             );
         }
-        publish_net_stats(board, &stats);
+        publish_net_stats(board, &stats, handle.wire_bytes());
         std::thread::sleep(Duration::from_millis(200));
     }
     runtime.block_on(handle.shutdown())

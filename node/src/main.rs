@@ -111,15 +111,58 @@ fn start_http(
     if config.http.listen == "off" {
         return Ok(None);
     }
-    let mut registry = prometheus_client::registry::Registry::default();
-    swarm_node::http::register_status_metrics(&mut registry, board.clone());
-    let server = runtime.block_on(swarm_node::http::HttpServer::start(
-        config.http.listen.parse()?,
-        board.clone(),
-        std::sync::Arc::new(registry),
-    ))?;
+    let server = serve_http(config.http.listen.parse()?, board, runtime)?;
     eprintln!("HTTP API and dashboard on http://{}/", server.local_addr());
     Ok(Some(server))
+}
+
+/// The HTTP API, dashboard and `/metrics` for `board` on `addr`.
+fn serve_http(
+    addr: std::net::SocketAddr,
+    board: &std::sync::Arc<swarm_node::status::StatusBoard>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<swarm_node::http::HttpServer> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    swarm_node::http::register_status_metrics(&mut registry, board.clone());
+    runtime.block_on(swarm_node::http::HttpServer::start(
+        addr,
+        board.clone(),
+        std::sync::Arc::new(registry),
+    ))
+}
+
+/// `simulate --http ADDR`: the dashboard and API for the running swarm. Off unless asked for, so
+/// a simulation never competes for a running node's port.
+fn simulation_http(
+    listen: Option<&str>,
+) -> Result<
+    Option<(
+        std::sync::Arc<swarm_node::status::StatusBoard>,
+        tokio::runtime::Runtime,
+        swarm_node::http::HttpServer,
+    )>,
+> {
+    let Some(listen) = listen.filter(|listen| *listen != "off") else {
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--http {listen:?}: must be a socket address such as 127.0.0.1:9180, or `off`"
+        )
+    })?;
+    let board = std::sync::Arc::new(swarm_node::status::StatusBoard::new(
+        swarm_node::status::NodeStatus {
+            role: "simulation".into(),
+            ..Default::default()
+        },
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let server = serve_http(addr, &board, &runtime)?;
+    eprintln!("simulation dashboard on http://{}/", server.local_addr());
+    Ok(Some((board, runtime, server)))
 }
 
 fn status_board(
@@ -192,7 +235,16 @@ fn run(cli: Cli) -> Result<()> {
             local_external: local.zip(*external).map(|(i, j)| (i as usize, j as usize)),
             seed: *seed,
         };
-        swarm_node::sim::simulate(&plan, &overrides, out.clone())?;
+        let http = simulation_http(cli.common.http.as_deref())?;
+        swarm_node::sim::simulate(
+            &plan,
+            &overrides,
+            out.clone(),
+            http.as_ref().map(|(board, _, _)| board.clone()),
+        )?;
+        if let Some((_, runtime, server)) = http {
+            runtime.block_on(server.shutdown());
+        }
         return Ok(());
     }
     let mut flags = flag_overrides(&cli.common);
@@ -375,14 +427,16 @@ fn run(cli: Cli) -> Result<()> {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
                     println!(
-                        "gossip: {} nodes, {}/{} deliveries ({:.3}), latency p50 {:.1} ms, p99 {:.1} ms, {} payload bytes per bundle",
+                        "gossip: {} nodes, {}/{} deliveries ({:.3}), latency p50 {:.1} ms, p99 {:.1} ms, \
+                         {} payload bytes per bundle, {:.2} bytes sent per payload byte delivered",
                         report.nodes,
                         report.delivered,
                         report.expected,
                         report.delivery_ratio,
                         report.latency_ms_p50,
                         report.latency_ms_p99,
-                        report.payload_bytes
+                        report.payload_bytes,
+                        report.wire_bytes_per_delivered_payload_byte
                     );
                 }
                 return Ok(());

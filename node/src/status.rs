@@ -2,9 +2,10 @@
 //! HTTP API, the dashboard and `swarm-node status`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 /// How many per-round records the board keeps for `/api/history` and the dashboard.
@@ -39,8 +40,19 @@ pub struct NodeStatus {
     pub tokens_per_second: Option<f64>,
     /// Gossip validation outcomes: `accept`, `ignore.<reason>`, `reject.<reason>`.
     pub validation: BTreeMap<String, u64>,
-    /// Listen addresses, as multiaddrs.
+    /// Listen addresses, as multiaddrs (relayed ones end in `/p2p-circuit/p2p/<peer id>`).
     pub listen_addrs: Vec<String>,
+    /// AutoNAT's verdict on whether peers can dial this node: `unknown`, `public` or `private`;
+    /// empty when the node is not networked.
+    pub reachability: String,
+    /// Relay servers holding a reservation for this node.
+    pub relay_reservations: usize,
+    /// Relayed connections upgraded to direct ones by hole punching.
+    pub hole_punches: u64,
+    /// Bytes received on libp2p connections.
+    pub bytes_received: u64,
+    /// Bytes sent on libp2p connections.
+    pub bytes_sent: u64,
     /// Seconds since the node started (filled in when served).
     pub uptime_seconds: u64,
     /// Wall-clock start time, milliseconds since the Unix epoch.
@@ -53,6 +65,7 @@ pub struct StatusBoard {
     status: RwLock<NodeStatus>,
     history: Mutex<VecDeque<serde_json::Value>>,
     started: Instant,
+    network_metrics: OnceLock<Arc<Registry>>,
 }
 
 impl StatusBoard {
@@ -68,7 +81,19 @@ impl StatusBoard {
             }),
             history: Mutex::new(VecDeque::new()),
             started: Instant::now(),
+            network_metrics: OnceLock::new(),
         }
+    }
+
+    /// Makes the network layer's own metrics (libp2p's) part of what `/metrics` serves. The network
+    /// starts after the HTTP server, hence a slot filled once instead of a constructor argument.
+    pub fn attach_network_metrics(&self, registry: Arc<Registry>) {
+        let _ = self.network_metrics.set(registry);
+    }
+
+    /// The network layer's metrics, once attached.
+    pub fn network_metrics(&self) -> Option<&Registry> {
+        self.network_metrics.get().map(|registry| registry.as_ref())
     }
 
     /// Applies a change to the status.
@@ -98,6 +123,14 @@ impl StatusBoard {
         history.push_back(record);
     }
 
+    /// Forgets every record (a simulation starting its next run).
+    pub fn clear_history(&self) {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The most recent `limit` records, oldest first.
     pub fn history(&self, limit: usize) -> Vec<serde_json::Value> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,6 +158,18 @@ pub fn render_text(status: &NodeStatus) -> String {
         status.round, status.policy_version
     );
     let _ = writeln!(out, "peers           {}", status.peers);
+    if !status.reachability.is_empty() {
+        let _ = writeln!(
+            out,
+            "reachability    {} ({} relay reservations, {} hole punches)",
+            status.reachability, status.relay_reservations, status.hole_punches
+        );
+        let _ = writeln!(
+            out,
+            "traffic         {} bytes in, {} bytes out",
+            status.bytes_received, status.bytes_sent
+        );
+    }
     let _ = writeln!(
         out,
         "bundles         {} published, {} accepted",

@@ -205,6 +205,26 @@ fn two_learners_share_rollouts_through_a_bootstrap_node_and_stop_cleanly() {
         "{metrics}"
     );
     assert!(metrics.contains("swarm_peers "), "{metrics}");
+    // libp2p's own metrics come in the same exposition: bytes by transport and direction.
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text");
+    let sent: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "libp2p_bandwidth_bytes_total"
+                && s.labels.get("direction") == Some("Outbound")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(sent > 0.0, "{metrics}");
+    assert!(
+        status["bytes_sent"].as_u64().unwrap() > 0 && status["reachability"].is_string(),
+        "{status}"
+    );
 
     for (name, process, rx) in &mut learners {
         let pid = process.0.id().to_string();

@@ -1,8 +1,13 @@
 //! `swarm-node simulate` as a researcher runs it: three real nodes on loopback (one publishing
-//! garbage), each learning, exchanging signed bundles over gossipsub, and a report with charts.
+//! garbage), each learning, exchanging signed bundles over gossipsub, and a report with charts; the
+//! live dashboard of the running swarm.
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const PLAN: &str = r#"
 [sim]
@@ -45,6 +50,72 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
+/// Runs `simulate --http 127.0.0.1:0` and polls the dashboard's `/api/history` while it runs; returns
+/// the process output and the first history row seen.
+fn simulate_with_dashboard(plan: &Path, out: &Path) -> (Output, Option<serde_json::Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
+        .env_remove("RUST_LOG")
+        .args(["simulate", "--http", "127.0.0.1:0", "--config"])
+        .arg(plan)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = BufReader::new(stdout).read_to_end(&mut text);
+        text
+    });
+    let (address_tx, address_rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(address) = line
+                .strip_prefix("simulation dashboard on http://")
+                .and_then(|rest| rest.trim_end_matches('/').parse::<SocketAddr>().ok())
+            {
+                let _ = address_tx.send(address);
+            }
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+        text
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut row = None;
+    if let Ok(address) = address_rx.recv_timeout(Duration::from_secs(600)) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while row.is_none() && Instant::now() < deadline {
+            let history = runtime.block_on(swarm_node::http::get_json(
+                address,
+                "/api/history",
+                Duration::from_secs(5),
+            ));
+            match history {
+                Ok(rows) => row = rows.as_array().and_then(|rows| rows.first().cloned()),
+                // The server stops with the simulation.
+                Err(_) if child.try_wait().ok().flatten().is_some() => break,
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let status = child.wait().unwrap();
+    let output = Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (output, row)
+}
+
 #[test]
 fn three_nodes_learn_from_each_other_and_the_report_is_written() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -83,13 +154,23 @@ fn three_nodes_learn_from_each_other_and_the_report_is_written() {
             .output()
             .unwrap()
     };
-    let output = simulate();
+    let (output, live_row) = simulate_with_dashboard(&plan, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "simulate failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // While it ran, the dashboard's history held swarm-wide rows with every node's reward.
+    let live_row = live_row.expect("the simulation dashboard served a round while running");
+    assert_eq!(
+        live_row["reward_by_node"]
+            .as_object()
+            .map(|nodes| nodes.len()),
+        Some(3),
+        "{live_row}"
+    );
+    assert!(live_row["reward_local"].is_number(), "{live_row}");
     assert!(stdout.contains("| 3/3 | 1 |"), "{stdout}");
 
     let summary = json(&out.join("summary.json"));

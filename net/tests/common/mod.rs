@@ -96,10 +96,22 @@ pub async fn retry<T, F: Future<Output = anyhow::Result<T>>>(
 pub async fn next_bundle(
     events: &mut mpsc::Receiver<NetEvent>,
 ) -> (ValidatedBundle, libp2p::PeerId) {
+    let (bundle, source, _) = next_bundle_received(events).await;
+    (bundle, source)
+}
+
+/// [`next_bundle`], with the time the node received it.
+pub async fn next_bundle_received(
+    events: &mut mpsc::Receiver<NetEvent>,
+) -> (ValidatedBundle, libp2p::PeerId, SystemTime) {
     let received = tokio::time::timeout(DEADLINE, async {
         loop {
             match events.recv().await {
-                Some(NetEvent::Bundle { bundle, source, .. }) => return (bundle, source),
+                Some(NetEvent::Bundle {
+                    bundle,
+                    source,
+                    received_at,
+                }) => return (bundle, source, received_at),
                 Some(_) => continue,
                 None => panic!("network event channel closed"),
             }

@@ -64,11 +64,22 @@ pub struct NetSection {
     pub listen: Vec<String>,
     /// Multiaddrs of bootstrap nodes, each ending in `/p2p/<peer id>`.
     pub bootstrap: Vec<String>,
+    /// Multiaddrs at which peers can reach this node, when known (a bootstrap node's public address
+    /// or DNS name, a forwarded port).
+    pub external_addresses: Vec<String>,
     /// Local mode: discover peers by mDNS and exempt loopback from per-IP limits (LAN and simulations).
     pub local: bool,
     /// Maximum number of established connections.
     pub max_connections: u32,
+    /// When to reserve a slot on relay servers among the peers so that nodes behind NAT stay
+    /// reachable: `when-private` (AutoNAT found peers cannot dial this node), `always`, `never`.
+    pub relay_reservations: String,
+    /// Also serve as a relay for other nodes (bootstrap nodes always do).
+    pub relay_server: bool,
 }
+
+/// The values `net.relay_reservations` accepts.
+pub const RELAY_RESERVATION_MODES: [&str; 3] = ["when-private", "always", "never"];
 
 impl Default for NetSection {
     fn default() -> Self {
@@ -79,8 +90,11 @@ impl Default for NetSection {
                 "/ip4/0.0.0.0/udp/0/quic-v1".to_owned(),
             ],
             bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
             local: false,
             max_connections: 64,
+            relay_reservations: "when-private".to_owned(),
+            relay_server: false,
         }
     }
 }
@@ -206,6 +220,7 @@ impl NodeConfig {
         for (key, addrs) in [
             ("net.listen", &self.net.listen),
             ("net.bootstrap", &self.net.bootstrap),
+            ("net.external_addresses", &self.net.external_addresses),
         ] {
             for addr in addrs.iter() {
                 addr.parse::<libp2p::Multiaddr>().map_err(|err| {
@@ -214,6 +229,13 @@ impl NodeConfig {
                     )
                 })?;
             }
+        }
+        if !RELAY_RESERVATION_MODES.contains(&self.net.relay_reservations.as_str()) {
+            bail!(
+                "`net.relay_reservations` = {:?}: must be one of {}",
+                self.net.relay_reservations,
+                RELAY_RESERVATION_MODES.join(", ")
+            );
         }
         if !(1..=10_000).contains(&self.net.max_connections) {
             bail!(
@@ -333,6 +355,10 @@ mod tests {
             ("[net]\nnetwork = \"a b\"\n", "`net.network`"),
             ("[net]\nbootstrap = [\"not-an-addr\"]\n", "`net.bootstrap`"),
             ("[net]\nmax_connections = 0\n", "`net.max_connections`"),
+            (
+                "[net]\nrelay_reservations = \"sometimes\"\n",
+                "`net.relay_reservations`",
+            ),
             ("[http]\nlisten = \"localhost\"\n", "`http.listen`"),
             ("[log]\nformat = \"xml\"\n", "[log]"),
             ("[log]\nlevel = \"info,=[\"\n", "`log.level`"),

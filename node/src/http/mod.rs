@@ -148,8 +148,15 @@ async fn history(
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
+    use prometheus_client::encoding::text::{encode_eof, encode_registry};
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+    let encoded = encode_registry(&mut body, &state.registry)
+        .and_then(|()| match state.board.network_metrics() {
+            Some(network) => encode_registry(&mut body, network),
+            None => Ok(()),
+        })
+        .and_then(|()| encode_eof(&mut body));
+    match encoded {
         Ok(()) => (
             [(
                 header::CONTENT_TYPE,

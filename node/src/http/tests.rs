@@ -145,6 +145,35 @@ async fn metrics_parse_and_follow_naming_conventions() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libp2p_metrics_follow_the_node_metrics_in_one_exposition() {
+    let (server, board) = start().await;
+    let (network, _events) = swarm_net::spawn(
+        swarm_net::NetConfig::loopback("metrics-test"),
+        [9; 32],
+        Arc::new(|_: &swarm_protocol::TaskRef, _: &str| swarm_protocol::TaskCheck::Match),
+    )
+    .await
+    .unwrap();
+    board.attach_network_metrics(network.metrics_registry());
+    let (code, body) = get(server.local_addr(), "/metrics").await;
+    assert_eq!(code, 200);
+    assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    assert!(
+        scrape.samples.iter().any(|s| s.metric == "swarm_round"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE libp2p_swarm_") && body.contains("# TYPE libp2p_gossipsub_"),
+        "{body}"
+    );
+    network.shutdown().await.unwrap();
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn hostile_requests_do_not_disturb_the_server() {
     let (server, _board) = start().await;

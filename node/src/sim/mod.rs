@@ -2,15 +2,19 @@
 
 pub mod adversary;
 pub mod config;
+pub mod live;
 pub mod plot;
 pub mod report;
 pub mod run;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::status::StatusBoard;
 use config::{SimConfig, SimOverrides};
 
 /// The plan `simulate` runs without `--config`.
@@ -27,8 +31,14 @@ pub fn default_out_dir(config: &SimConfig) -> PathBuf {
 }
 
 /// `swarm-node simulate`: loads the plan, runs it with a progress bar per run, writes the report and
-/// prints the Markdown summary. Returns the output directory.
-pub fn simulate(plan: &Path, overrides: &SimOverrides, out: Option<PathBuf>) -> Result<PathBuf> {
+/// prints the Markdown summary; with a `board`, also shows the swarm live on it (see [`live`]).
+/// Returns the output directory.
+pub fn simulate(
+    plan: &Path,
+    overrides: &SimOverrides,
+    out: Option<PathBuf>,
+    board: Option<Arc<StatusBoard>>,
+) -> Result<PathBuf> {
     let config = SimConfig::load(plan)?.with_overrides(overrides)?;
     let out = out.unwrap_or_else(|| default_out_dir(&config));
     std::fs::create_dir_all(&out)?;
@@ -38,7 +48,11 @@ pub fn simulate(plan: &Path, overrides: &SimOverrides, out: Option<PathBuf>) -> 
     let style = ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} node-rounds {msg}")
         .expect("valid template");
     let mut bar: Option<(String, ProgressBar)> = None;
+    let mut live = board.map(live::LiveView::new);
     let runs = run::run_simulation(&config, &out, &mut |progress| {
+        if let Some(live) = &mut live {
+            live.record(&progress);
+        }
         let key = format!("{} seed {}", progress.configuration, progress.seed);
         if bar.as_ref().is_none_or(|(k, _)| *k != key) {
             if let Some((_, old)) = bar.take() {

@@ -78,6 +78,8 @@ pub struct Progress<'a> {
     pub seed: u64,
     /// Node index.
     pub node: usize,
+    /// Nodes in this run.
+    pub nodes: usize,
     /// Rounds every node runs.
     pub rounds: u64,
     /// The round just finished.
@@ -398,6 +400,7 @@ fn run_one(
                 configuration: &configuration.name,
                 seed,
                 node,
+                nodes: plans.len(),
                 rounds,
                 metrics: &metrics,
             });
