@@ -137,6 +137,13 @@ pub(crate) fn build(
     // confirm reachability would leave small networks without a routing table.
     kademlia.set_mode(Some(kad::Mode::Server));
 
+    if !(2..=32).contains(&config.mesh_degree) {
+        anyhow::bail!(
+            "gossip mesh degree {} is out of range: use 2 to 32 (6 is libp2p's default)",
+            config.mesh_degree
+        );
+    }
+    let mesh_degree = config.mesh_degree;
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         // Same bytes, same id: the protocol's content id, so a bundle relayed along two paths or
@@ -152,6 +159,10 @@ pub(crate) fn build(
         .validate_messages()
         .max_transmit_size(MAX_TRANSMIT_BYTES)
         .flood_publish(false)
+        .mesh_n(mesh_degree)
+        .mesh_n_low(mesh_degree.saturating_sub(1).max(1))
+        .mesh_n_high(mesh_degree * 2)
+        .mesh_outbound_min((mesh_degree / 2).clamp(1, 2))
         .heartbeat_interval(config.heartbeat)
         .build()
         .map_err(|err| anyhow::anyhow!("invalid gossipsub configuration: {err}"))?;

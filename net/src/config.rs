@@ -63,6 +63,9 @@ pub struct NetConfig {
     pub staleness: StalenessWindow,
     /// Size and structure limits of accepted bundles.
     pub limits: Limits,
+    /// Gossipsub mesh degree D: peers each node forwards full bundles to. Larger meshes survive
+    /// more lost peers and cost more bytes per delivered bundle (each receiver forwards to D - 1).
+    pub mesh_degree: usize,
     /// Gossipsub heartbeat; one second on real networks, shorter in tests.
     pub heartbeat: Duration,
     /// How long an idle connection stays open.
@@ -110,6 +113,7 @@ impl Default for NetConfig {
                 max_future_skew_ms: 30_000,
             },
             limits: Limits::default(),
+            mesh_degree: 6,
             heartbeat: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(120),
             redial_interval: Duration::from_secs(10),

@@ -177,6 +177,9 @@ pub(crate) enum Command {
         /// Nodes in the swarm (gossip).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(2..=256))]
         nodes: u64,
+        /// Gossipsub mesh degree (gossip).
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(2..=32))]
+        mesh_degree: u64,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

@@ -28,6 +28,8 @@ pub struct GossipBenchOptions {
     pub messages_per_node: usize,
     /// Completions per bundle (each 48 tokens, like a group of short answers with their log-probs).
     pub completions: usize,
+    /// Gossipsub mesh degree.
+    pub mesh_degree: usize,
 }
 
 /// What was measured.
@@ -64,6 +66,8 @@ pub struct GossipBenchReport {
     pub setup_seconds: f64,
     /// Gossipsub heartbeat used, milliseconds.
     pub heartbeat_ms: u64,
+    /// Gossipsub mesh degree used.
+    pub mesh_degree: usize,
 }
 
 fn bundle(network: &str, key: &SigningKey, sequence: u64, completions: usize) -> RolloutBundle {
@@ -132,6 +136,7 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
         let mut config = NetConfig::loopback(&network);
         config.author_quota_per_minute = 1_000_000;
         config.peer_quota_per_minute = 1_000_000;
+        config.mesh_degree = options.mesh_degree;
         heartbeat = config.heartbeat;
         for (i, key) in keys.iter().enumerate() {
             // Node 0 is the bootstrap node every other node dials; a second link to an earlier node
@@ -250,6 +255,7 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
             / payload_bytes_published.max(1) as f64,
         setup_seconds,
         heartbeat_ms: heartbeat.as_millis() as u64,
+        mesh_degree: options.mesh_degree,
     })
 }
 
@@ -269,6 +275,7 @@ mod tests {
                 nodes: 5,
                 messages_per_node: 3,
                 completions: 8,
+                mesh_degree: NetConfig::default().mesh_degree,
             },
             &runtime,
         )

@@ -37,6 +37,7 @@ pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
         local_mode: config.net.local,
         max_connections: config.net.max_connections,
         relay_server: config.net.relay_server,
+        mesh_degree: config.net.mesh_degree as usize,
         relay_reservations: match config.net.relay_reservations.as_str() {
             "always" => RelayReservations::Always,
             "never" => RelayReservations::Never,

@@ -408,6 +408,7 @@ fn run(cli: Cli) -> Result<()> {
             new_tokens,
             iterations,
             nodes,
+            mesh_degree,
             json,
         } => {
             if let BenchKind::Gossip = what {
@@ -420,6 +421,7 @@ fn run(cli: Cli) -> Result<()> {
                         nodes: nodes as usize,
                         messages_per_node: iterations as usize,
                         completions: batch as usize,
+                        mesh_degree: mesh_degree as usize,
                     },
                     &runtime,
                 )?;

@@ -76,6 +76,9 @@ pub struct NetSection {
     pub relay_reservations: String,
     /// Also serve as a relay for other nodes (bootstrap nodes always do).
     pub relay_server: bool,
+    /// Gossipsub mesh degree: peers each node forwards full bundles to. Lower saves bandwidth
+    /// (measured in the README), higher survives more lost peers.
+    pub mesh_degree: u32,
 }
 
 /// The values `net.relay_reservations` accepts.
@@ -95,6 +98,7 @@ impl Default for NetSection {
             max_connections: 64,
             relay_reservations: "when-private".to_owned(),
             relay_server: false,
+            mesh_degree: 6,
         }
     }
 }
@@ -237,6 +241,12 @@ impl NodeConfig {
                 RELAY_RESERVATION_MODES.join(", ")
             );
         }
+        if !(2..=32).contains(&self.net.mesh_degree) {
+            bail!(
+                "`net.mesh_degree` = {}: must be between 2 and 32 (6 is the default)",
+                self.net.mesh_degree
+            );
+        }
         if !(1..=10_000).contains(&self.net.max_connections) {
             bail!(
                 "`net.max_connections` = {}: must be between 1 and 10000",
@@ -355,6 +365,7 @@ mod tests {
             ("[net]\nnetwork = \"a b\"\n", "`net.network`"),
             ("[net]\nbootstrap = [\"not-an-addr\"]\n", "`net.bootstrap`"),
             ("[net]\nmax_connections = 0\n", "`net.max_connections`"),
+            ("[net]\nmesh_degree = 1\n", "`net.mesh_degree`"),
             (
                 "[net]\nrelay_reservations = \"sometimes\"\n",
                 "`net.relay_reservations`",
