@@ -6,7 +6,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use swarm_policy::{AdamW, Policy, TokenSequence};
+use swarm_policy::{AdamW, Policy, SequenceLogprobs, TokenSequence};
 
 use crate::batch::TrainItem;
 use crate::loss::{LossInputs, LossOptions, policy_loss};
@@ -126,25 +126,42 @@ pub fn likelihood_gate(items: &[(bool, f32, f64)], margin: f64) -> Vec<bool> {
         .collect()
 }
 
-/// Log-probs of each item's completion tokens under `policy`, without gradient.
-fn completion_logprobs(policy: &Policy, items: &[TrainItem]) -> Result<Vec<Vec<f32>>> {
-    let sequences: Vec<TokenSequence> = items
-        .iter()
+fn sequences<'a>(items: impl IntoIterator<Item = &'a TrainItem>) -> Vec<TokenSequence> {
+    items
+        .into_iter()
         .map(|item| TokenSequence {
             prompt: item.prompt.clone(),
             completion: item.completion.clone(),
         })
-        .collect();
-    let rows: Vec<Vec<f32>> = policy
-        .sequence_logprobs(&sequences)?
-        .logprobs
-        .detach()
-        .to_vec2()?;
+        .collect()
+}
+
+/// Each item's completion log-probs, read (detached) from a training forward over `items`.
+fn detached_rows(out: &SequenceLogprobs, items: &[TrainItem]) -> Result<Vec<Vec<f32>>> {
+    let rows: Vec<Vec<f32>> = out.logprobs.detach().to_vec2()?;
     Ok(rows
         .into_iter()
         .zip(items)
         .map(|(row, item)| row[..item.completion.len()].to_vec())
         .collect())
+}
+
+/// Log-probs of each item's completion tokens under `policy`, without gradient.
+fn completion_logprobs(policy: &Policy, items: &[TrainItem]) -> Result<Vec<Vec<f32>>> {
+    detached_rows(&policy.sequence_logprobs(&sequences(items))?, items)
+}
+
+/// The rows of a training forward that belong to `kept` items, gradients included.
+fn select_rows(out: SequenceLogprobs, kept: &[u32]) -> Result<SequenceLogprobs> {
+    if kept.len() == out.logprobs.dim(0)? {
+        return Ok(out);
+    }
+    let index = Tensor::new(kept, out.logprobs.device())?;
+    Ok(SequenceLogprobs {
+        logprobs: out.logprobs.index_select(&index, 0)?,
+        mask: out.mask.index_select(&index, 0)?,
+        entropy: out.entropy.index_select(&index, 0)?,
+    })
 }
 
 fn mean(values: &[f64]) -> Option<f64> {
@@ -164,8 +181,19 @@ pub fn update(
     if items.is_empty() {
         return Ok((items, stats));
     }
-    // The proximal policy is the one at the start of the round, fixed for all its steps.
-    let mut proximal = completion_logprobs(policy, &items)?;
+    // The proximal policy is the one at the start of the round, fixed for all its steps. With a
+    // single step it is also the policy being trained, so the step's own forward (taken over every
+    // item, before gating) provides the proximal log-probs and no second forward is needed.
+    let single_step = options.steps.clamp(1, items.len()) == 1;
+    let mut first_forward = None;
+    let mut proximal = if single_step {
+        let out = policy.sequence_logprobs(&sequences(&items))?;
+        let rows = detached_rows(&out, &items)?;
+        first_forward = Some(out);
+        rows
+    } else {
+        completion_logprobs(policy, &items)?
+    };
 
     let nll_per_byte = |logprobs: &[f32], bytes: usize| {
         -logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / bytes.max(1) as f64
@@ -195,10 +223,12 @@ pub fn update(
     let keep = likelihood_gate(&gate_inputs, options.nll_gate_margin);
     let mut kept_items = Vec::with_capacity(items.len());
     let mut kept_proximal = Vec::with_capacity(items.len());
-    for ((item, logprobs), keep) in items.into_iter().zip(proximal).zip(keep) {
+    let mut kept_rows = Vec::with_capacity(items.len());
+    for (row, ((item, logprobs), keep)) in items.into_iter().zip(proximal).zip(keep).enumerate() {
         if keep {
             kept_items.push(item);
             kept_proximal.push(logprobs);
+            kept_rows.push(row as u32);
         } else {
             stats.gated += 1;
         }
@@ -218,17 +248,29 @@ pub fn update(
 
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.shuffle(rng);
+    let mut first_forward = match first_forward {
+        // The forward's rows are in item order; one step over every item does not need shuffling.
+        Some(out) => {
+            order.sort_unstable();
+            Some(select_rows(out, &kept_rows)?)
+        }
+        None => None,
+    };
     let steps = options.steps.clamp(1, items.len());
     let chunk = items.len().div_ceil(steps);
     let mut totals = [0.0f64; 7];
     for minibatch in order.chunks(chunk) {
+        let round = RoundData {
+            items: &items,
+            proximal: &proximal,
+            reference: reference_logprobs.as_deref(),
+        };
         let step = train_step(
             policy,
             optimizer,
-            &items,
-            &proximal,
-            reference_logprobs.as_deref(),
+            &round,
             minibatch,
+            first_forward.take(),
             options,
         )?;
         for (total, value) in totals.iter_mut().zip(step) {
@@ -249,25 +291,34 @@ pub fn update(
     Ok((items, stats))
 }
 
+/// What every step of a round reads: the kept items, their proximal log-probs and, with a KL
+/// penalty, their reference log-probs.
+struct RoundData<'a> {
+    items: &'a [TrainItem],
+    proximal: &'a [Vec<f32>],
+    reference: Option<&'a [Vec<f32>]>,
+}
+
 /// One optimizer step on `minibatch`; returns clip low/high, entropy, mean weight, ESS share, KL to
-/// the proximal policy and KL to the reference.
+/// the proximal policy and KL to the reference. `forward`, when given, is the training forward of
+/// exactly these items in this order, already computed.
 fn train_step(
     policy: &Policy,
     optimizer: &mut AdamW,
-    items: &[TrainItem],
-    proximal: &[Vec<f32>],
-    reference: Option<&[Vec<f32>]>,
+    round: &RoundData<'_>,
     minibatch: &[usize],
+    forward: Option<SequenceLogprobs>,
     options: &UpdateOptions,
 ) -> Result<[f64; 7]> {
-    let sequences: Vec<TokenSequence> = minibatch
-        .iter()
-        .map(|&i| TokenSequence {
-            prompt: items[i].prompt.clone(),
-            completion: items[i].completion.clone(),
-        })
-        .collect();
-    let out = policy.sequence_logprobs(&sequences)?;
+    let RoundData {
+        items,
+        proximal,
+        reference,
+    } = *round;
+    let out = match forward {
+        Some(out) => out,
+        None => policy.sequence_logprobs(&sequences(minibatch.iter().map(|&i| &items[i])))?,
+    };
     let (rows, width) = out.logprobs.dims2()?;
     let proximal_rows: Vec<&[f32]> = minibatch.iter().map(|&i| proximal[i].as_slice()).collect();
     let current = out.logprobs.detach();
