@@ -456,4 +456,30 @@ mod tests {
         // No own completions: no reference, nothing gated.
         assert_eq!(likelihood_gate(&items[2..5], 2.0), vec![true; 3]);
     }
+
+    #[test]
+    fn gated_rows_leave_the_shared_forward_and_its_gradient() {
+        let device = candle_core::Device::Cpu;
+        let logprobs =
+            candle_core::Var::from_slice(&[-1.0f32, -2.0, -3.0, -4.0, -5.0, -6.0], (3, 2), &device)
+                .unwrap();
+        let out = SequenceLogprobs {
+            logprobs: logprobs.as_tensor().clone(),
+            mask: Tensor::ones((3, 2), candle_core::DType::F32, &device).unwrap(),
+            entropy: Tensor::zeros((3, 2), candle_core::DType::F32, &device).unwrap(),
+        };
+        let kept = select_rows(out, &[0, 2]).unwrap();
+        assert_eq!(
+            kept.logprobs.to_vec2::<f32>().unwrap(),
+            vec![vec![-1.0, -2.0], vec![-5.0, -6.0]]
+        );
+        assert_eq!(kept.mask.dims(), &[2, 2]);
+        let grads = kept.logprobs.sum_all().unwrap().backward().unwrap();
+        let grad = grads.get(logprobs.as_tensor()).unwrap();
+        assert_eq!(
+            grad.to_vec2::<f32>().unwrap(),
+            vec![vec![1.0, 1.0], vec![0.0, 0.0], vec![1.0, 1.0]],
+            "the gated middle row gets no gradient"
+        );
+    }
 }
