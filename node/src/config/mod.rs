@@ -37,7 +37,8 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
     pub model: PathBuf,
-    /// Threads for tensor work; 0 uses every core.
+    /// Threads for tensor work; 0 chooses: one for models under 10M parameters (faster there),
+    /// every core otherwise.
     pub threads: u32,
     /// Seed for sampling and task selection; runs with equal seeds make equal choices.
     pub seed: u64,
