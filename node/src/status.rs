@@ -226,5 +226,21 @@ mod tests {
         let text = render_text(&snapshot);
         assert!(text.contains("round           3"), "{text}");
         assert!(text.contains("reject.bad_signature"), "{text}");
+        assert!(
+            !text.contains("reachability"),
+            "a node without networking shows no reachability: {text}"
+        );
+
+        board.update(|s| {
+            s.reachability = "private".into();
+            s.relay_reservations = 1;
+            s.bytes_received = 2048;
+        });
+        let text = render_text(&board.snapshot());
+        assert!(
+            text.contains("reachability    private (1 relay reservations, 0 hole punches)"),
+            "{text}"
+        );
+        assert!(text.contains("2048 bytes in"), "{text}");
     }
 }
