@@ -60,13 +60,14 @@ pub struct BatchOptions {
 impl BatchReport {
     /// Mean locally computed reward of the external completions considered, if there were any.
     pub fn reward_external(&self) -> Option<f64> {
-        let rewards: Vec<f64> = self
+        let (sum, count) = self
             .external_rewards
             .iter()
             .flatten()
-            .map(|&r| f64::from(r))
-            .collect();
-        (!rewards.is_empty()).then(|| rewards.iter().sum::<f64>() / rewards.len() as f64)
+            .fold((0.0, 0usize), |(sum, count), &r| {
+                (sum + f64::from(r), count + 1)
+            });
+        (count > 0).then(|| sum / count as f64)
     }
 }
 

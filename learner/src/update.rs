@@ -246,37 +246,42 @@ pub fn update(
         None => None,
     };
 
+    let round = RoundData {
+        items: &items,
+        proximal: &proximal,
+        reference: reference_logprobs.as_deref(),
+    };
+    // Drawn on every path, so that the learner's random stream does not depend on the step count.
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.shuffle(rng);
-    let mut first_forward = match first_forward {
-        // The forward's rows are in item order; one step over every item does not need shuffling.
+    let step_stats: Vec<[f64; 7]> = match first_forward {
+        // One step over every kept item, on the rows of the forward already taken (item order).
         Some(out) => {
-            order.sort_unstable();
-            Some(select_rows(out, &kept_rows)?)
+            let all: Vec<usize> = (0..items.len()).collect();
+            let forward = select_rows(out, &kept_rows)?;
+            vec![train_step(
+                policy,
+                optimizer,
+                &round,
+                &all,
+                Some(forward),
+                options,
+            )?]
         }
-        None => None,
+        None => {
+            let steps = options.steps.clamp(1, items.len());
+            order
+                .chunks(items.len().div_ceil(steps))
+                .map(|minibatch| train_step(policy, optimizer, &round, minibatch, None, options))
+                .collect::<Result<_>>()?
+        }
     };
-    let steps = options.steps.clamp(1, items.len());
-    let chunk = items.len().div_ceil(steps);
+    stats.steps = step_stats.len();
     let mut totals = [0.0f64; 7];
-    for minibatch in order.chunks(chunk) {
-        let round = RoundData {
-            items: &items,
-            proximal: &proximal,
-            reference: reference_logprobs.as_deref(),
-        };
-        let step = train_step(
-            policy,
-            optimizer,
-            &round,
-            minibatch,
-            first_forward.take(),
-            options,
-        )?;
+    for step in &step_stats {
         for (total, value) in totals.iter_mut().zip(step) {
             *total += value;
         }
-        stats.steps += 1;
     }
     let n = stats.steps as f64;
     [

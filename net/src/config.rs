@@ -5,7 +5,8 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use swarm_protocol::{Limits, StalenessWindow};
 
-/// When a node asks relay servers among its peers to accept connections on its behalf.
+/// When a node asks relay servers among its peers to accept connections on its behalf. Parsed from
+/// and shown as `when-private`, `always` and `never`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RelayReservations {
     /// Once AutoNAT concludes that peers cannot dial this node directly.
@@ -15,6 +16,33 @@ pub enum RelayReservations {
     Always,
     /// Never: the node is reachable only at its own addresses.
     Never,
+}
+
+impl RelayReservations {
+    /// Every mode by the name configuration files use.
+    pub const ALL: [(&'static str, RelayReservations); 3] = [
+        ("when-private", RelayReservations::WhenPrivate),
+        ("always", RelayReservations::Always),
+        ("never", RelayReservations::Never),
+    ];
+}
+
+impl std::str::FromStr for RelayReservations {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, mode)| *mode)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(known, _)| *known).collect();
+                format!(
+                    "{name:?} is not a relay reservation mode; use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
 }
 
 /// Everything the network layer needs to know before it starts. Plain data with defaults suited to

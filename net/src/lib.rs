@@ -30,7 +30,7 @@ pub use behaviour::MAX_TRANSMIT_BYTES;
 pub use config::{NetConfig, RelayReservations};
 pub use reachability::NatStatus;
 pub use state::TaskChecker;
-pub use telemetry::WireBytes;
+pub use telemetry::{WireBytes, wire_bytes};
 
 /// What the network layer tells the learner.
 #[derive(Clone, Debug)]

@@ -18,8 +18,9 @@ pub struct WireBytes {
     pub outbound: u64,
 }
 
-/// Sums the bandwidth counter of `registry` by direction.
-pub(crate) fn wire_bytes(registry: &Registry) -> WireBytes {
+/// Sums the bandwidth counter of a node's metrics registry by direction. libp2p keeps the counters
+/// private to its transport wrapper, so they are read back from the registry's text exposition.
+pub fn wire_bytes(registry: &Registry) -> WireBytes {
     let mut text = String::new();
     if encode_registry(&mut text, registry).is_err() {
         return WireBytes::default();

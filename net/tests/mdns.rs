@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use common::*;
-use swarm_net::{NetConfig, spawn};
+use swarm_net::NetConfig;
 use swarm_protocol::SigningKey;
 
 /// Set in the namespace; the inner test does nothing without it.
@@ -88,10 +88,7 @@ async fn mdns_nodes_inside_namespace() {
             ],
             ..NetConfig::loopback(network)
         };
-        let (handle, events) = spawn(config, [seed as u8 + 1; 32], accept_all())
-            .await
-            .expect("node starts");
-        nodes.push(Node { handle, events });
+        nodes.push(spawn_node(config, seed as u8 + 1).await);
     }
     let handles: Vec<_> = nodes.iter().map(|node| node.handle.clone()).collect();
     wait_until("every node sees the four others on the topic", || {

@@ -9,22 +9,21 @@
 mod common;
 
 use common::*;
-use swarm_net::{NatStatus, NetConfig, spawn};
+use swarm_net::{NatStatus, NetConfig};
 use swarm_protocol::SigningKey;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_node_is_reachable_through_a_relay() {
     let network = "relay-test";
-    let (relay, _relay_events) = spawn(
+    let relay_node = spawn_node(
         NetConfig {
             relay_server: true,
             ..NetConfig::loopback("relay-test-infrastructure")
         },
-        [1; 32],
-        accept_all(),
+        1,
     )
-    .await
-    .expect("relay starts");
+    .await;
+    let relay = relay_node.handle.clone();
     let relay_view = relay.clone();
     wait_until("the relay listens", || {
         !relay_view.listen_addrs().is_empty()
@@ -32,17 +31,18 @@ async fn private_node_is_reachable_through_a_relay() {
     .await;
     let relay_addr = relay.listen_addrs()[0].clone();
 
-    let (hidden, mut hidden_events) = spawn(
+    let Node {
+        handle: hidden,
+        events: mut hidden_events,
+    } = spawn_node(
         NetConfig {
             listen: vec![],
             bootstrap: vec![relay_addr],
             ..NetConfig::loopback(network)
         },
-        [2; 32],
-        accept_all(),
+        2,
     )
-    .await
-    .expect("hidden node starts");
+    .await;
     let hidden_view = hidden.clone();
     wait_until("AutoNAT finds the hidden node unreachable", || {
         hidden_view.stats().nat_status == NatStatus::Private

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 /// Models below this size run their tensor work on one thread: splitting their small matrix
-/// products across threads costs more than it saves (measured in the README: the 1.6M-parameter
-/// tiny policy samples 1.5x and trains 1.1x faster on one thread of a 2-core machine, while a
-/// 24M-parameter model gains 12-16% from the second thread).
+/// products across threads costs more than it saves (measured in the README on a 2-core machine:
+/// the 1.6M-parameter tiny policy samples about 1.5x faster on one thread than on two and trains
+/// about as fast, while a 24M-parameter model gains 10-22% from the second thread).
 pub const SMALL_MODEL_PARAMETERS: usize = 10_000_000;
 
 /// The thread count `node.threads = 0` means for the model in `model_dir`: one for small models,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use swarm_learner::Learner;
-use swarm_net::{NetConfig, NetHandle, NetStats, RelayReservations, WireBytes};
+use swarm_net::{NetConfig, NetHandle, NetStats};
 use swarm_protocol::{IgnoreReason, RejectReason};
 use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
@@ -38,11 +38,11 @@ pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
         max_connections: config.net.max_connections,
         relay_server: config.net.relay_server,
         mesh_degree: config.net.mesh_degree as usize,
-        relay_reservations: match config.net.relay_reservations.as_str() {
-            "always" => RelayReservations::Always,
-            "never" => RelayReservations::Never,
-            _ => RelayReservations::WhenPrivate,
-        },
+        relay_reservations: config
+            .net
+            .relay_reservations
+            .parse()
+            .map_err(|err: String| anyhow::anyhow!("`net.relay_reservations`: {err}"))?,
         ..NetConfig::default()
     })
 }
@@ -108,7 +108,7 @@ fn outcome_key(name: &str) -> String {
     }
 }
 
-fn publish_net_stats(board: &StatusBoard, stats: &NetStats, wire: WireBytes) {
+fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
     board.update(|s| {
         s.peers = stats.connected_peers;
         s.bundles_published = stats.published;
@@ -122,8 +122,6 @@ fn publish_net_stats(board: &StatusBoard, stats: &NetStats, wire: WireBytes) {
         s.reachability = stats.nat_status.as_str().to_owned();
         s.relay_reservations = stats.relay_reservations;
         s.hole_punches = stats.hole_punches;
-        s.bytes_received = wire.inbound;
-        s.bytes_sent = wire.outbound;
     });
 }
 
@@ -156,7 +154,7 @@ pub fn join(
         let metrics = learner.run_round(&mut network)?;
         let stats = handle.stats();
         print_round(&metrics, Some(stats.connected_peers));
-        publish_net_stats(board, &stats, handle.wire_bytes());
+        publish_net_stats(board, &stats);
         record_round(board, &metrics)?;
     }
     learner.checkpoint()?;
@@ -198,7 +196,7 @@ pub fn bootstrap(
                 "bootstrap node"
             );
         }
-        publish_net_stats(board, &stats, handle.wire_bytes());
+        publish_net_stats(board, &stats);
         std::thread::sleep(Duration::from_millis(200));
     }
     runtime.block_on(handle.shutdown())

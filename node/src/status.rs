@@ -49,9 +49,9 @@ pub struct NodeStatus {
     pub relay_reservations: usize,
     /// Relayed connections upgraded to direct ones by hole punching.
     pub hole_punches: u64,
-    /// Bytes received on libp2p connections.
+    /// Bytes received on libp2p connections (read from the network's metrics when served).
     pub bytes_received: u64,
-    /// Bytes sent on libp2p connections.
+    /// Bytes sent on libp2p connections (read from the network's metrics when served).
     pub bytes_sent: u64,
     /// Seconds since the node started (filled in when served).
     pub uptime_seconds: u64,
@@ -103,7 +103,7 @@ impl StatusBoard {
         change(&mut status);
     }
 
-    /// The status with its uptime filled in.
+    /// The status with its uptime and, for a networked node, its traffic filled in.
     pub fn snapshot(&self) -> NodeStatus {
         let mut status = self
             .status
@@ -111,6 +111,11 @@ impl StatusBoard {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         status.uptime_seconds = self.started.elapsed().as_secs();
+        if let Some(network) = self.network_metrics() {
+            let wire = swarm_net::wire_bytes(network);
+            status.bytes_received = wire.inbound;
+            status.bytes_sent = wire.outbound;
+        }
         status
     }
 

@@ -3,48 +3,29 @@
 //! API and /metrics, and leave cleanly on SIGTERM with a checkpoint of the round they finished; and a
 //! learner whose peer crashes keeps training and reconnects.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A child process that is killed when the test ends, whatever happens.
-struct Process(Child);
+use common::node::{KillOnDrop, small_node};
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `swarm-node` command with small learner settings; `http` is an API address or `off`.
+/// A small node process with `http` as its API address (or `off`).
 fn command(data_dir: &Path, http: &str) -> Command {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SWARM_")) {
-        command.env_remove(name);
-    }
+    let mut command = small_node(data_dir);
     command
-        .current_dir(root)
-        .env_remove("RUST_LOG")
-        .env("SWARM_WARMUP_STEPS", "3")
-        .env("SWARM_WARMUP_BATCH", "4")
-        .env("SWARM_LEARNER_PROMPTS_PER_ROUND", "2")
-        .env("SWARM_LEARNER_GROUP_SIZE", "4")
-        .env("SWARM_LEARNER_MAX_NEW_TOKENS", "4")
         // A 3-step warm start rarely answers correctly; a large format reward still gives groups
         // reward differences, so the learners have something to train on from the start.
         .env("SWARM_LEARNER_FORMAT_REWARD", "0.4")
-        .args(["--http", http, "--data-dir"])
-        .arg(data_dir)
+        .args(["--http", http])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     command
 }
 
-/// A loopback address with a port that was free a moment ago.
 fn free_local_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -108,7 +89,7 @@ fn start_bootstrap(
     data_dir: &Path,
     network: &str,
     listen: &str,
-) -> (Process, mpsc::Receiver<String>, String) {
+) -> (KillOnDrop, mpsc::Receiver<String>, String) {
     let mut child = command(data_dir, "off")
         .args(["bootstrap", "--network", network, "--listen", listen])
         .spawn()
@@ -119,7 +100,7 @@ fn start_bootstrap(
     })
     .trim_start_matches("listening on ")
     .to_owned();
-    (Process(child), rx, address)
+    (KillOnDrop(child), rx, address)
 }
 
 /// A learner joining `network` through `bootstrap`, and its stdout.
@@ -128,7 +109,7 @@ fn start_join(
     http: &str,
     network: &str,
     bootstrap: &str,
-) -> (Process, mpsc::Receiver<String>) {
+) -> (KillOnDrop, mpsc::Receiver<String>) {
     let mut child = command(data_dir, http)
         .args([
             "join",
@@ -142,7 +123,7 @@ fn start_join(
         .spawn()
         .unwrap();
     let rx = lines(&mut child);
-    (Process(child), rx)
+    (KillOnDrop(child), rx)
 }
 
 #[test]

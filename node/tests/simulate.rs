@@ -50,15 +50,23 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
+/// `swarm-node simulate` of `plan` into `out`.
+fn simulate(plan: &Path, out: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
+    command
+        .env_remove("RUST_LOG")
+        .args(["simulate", "--config"])
+        .arg(plan)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
 /// Runs `simulate --http 127.0.0.1:0` and polls the dashboard's `/api/history` while it runs; returns
 /// the process output and the first history row seen.
 fn simulate_with_dashboard(plan: &Path, out: &Path) -> (Output, Option<serde_json::Value>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-node"))
-        .env_remove("RUST_LOG")
-        .args(["simulate", "--http", "127.0.0.1:0", "--config"])
-        .arg(plan)
-        .arg("--out")
-        .arg(out)
+    let mut child = simulate(plan, out)
+        .args(["--http", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -144,16 +152,6 @@ fn three_nodes_learn_from_each_other_and_the_report_is_written() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let simulate = || {
-        Command::new(env!("CARGO_BIN_EXE_swarm-node"))
-            .env_remove("RUST_LOG")
-            .args(["simulate", "--config"])
-            .arg(&plan)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap()
-    };
     let (output, live_row) = simulate_with_dashboard(&plan, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -258,7 +256,7 @@ fn three_nodes_learn_from_each_other_and_the_report_is_written() {
     assert!(markdown.contains("Cumulative reward"), "{markdown}");
 
     // A second run into the same directory is refused, not merged.
-    let again = simulate();
+    let again = simulate(&plan, &out).output().unwrap();
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already exists"),

@@ -5,40 +5,18 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A node process that is killed when the test ends, whatever happens.
-struct Node(Child);
+use common::node::{KillOnDrop, small_node};
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Settings that keep the run small: a short warm start and small rounds.
-fn quick(command: &mut Command, data_dir: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+/// A small node that checkpoints every round, running `args`.
+fn quick(args: &[&str], data_dir: &Path) -> Command {
+    let mut command = small_node(data_dir);
     command
-        .current_dir(&root)
-        .env_remove("RUST_LOG")
-        .env("SWARM_WARMUP_STEPS", "3")
-        .env("SWARM_WARMUP_BATCH", "4")
-        .env("SWARM_LEARNER_PROMPTS_PER_ROUND", "2")
-        .env("SWARM_LEARNER_GROUP_SIZE", "4")
-        .env("SWARM_LEARNER_MAX_NEW_TOKENS", "4")
         .env("SWARM_LEARNER_CHECKPOINT_EVERY", "1")
-        .arg("--data-dir")
-        .arg(data_dir);
-    for (name, _) in std::env::vars().filter(|(name, _)| {
-        name.starts_with("SWARM_")
-            && !name.starts_with("SWARM_WARMUP")
-            && !name.starts_with("SWARM_LEARNER")
-    }) {
-        command.env_remove(name);
-    }
+        .args(args);
+    command
 }
 
 fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -68,10 +46,11 @@ fn rounds_in(metrics: &Path) -> Vec<u64> {
 #[test]
 fn killed_training_resumes_from_its_last_checkpoint() {
     let data = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
-    command.args(["train", "--solo", "--rounds", "1000", "--http", "off"]);
-    quick(&mut command, data.path());
-    let mut node = Node(
+    let mut command = quick(
+        &["train", "--solo", "--rounds", "1000", "--http", "off"],
+        data.path(),
+    );
+    let mut node = KillOnDrop(
         command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -101,10 +80,12 @@ fn killed_training_resumes_from_its_last_checkpoint() {
     swarm_policy::Policy::load(&newest, &candle_core::Device::Cpu)
         .expect("the checkpoint is a loadable model");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
-    command.args(["train", "--solo", "--rounds", "1", "--http", "off"]);
-    quick(&mut command, data.path());
-    let output = command.output().unwrap();
+    let output = quick(
+        &["train", "--solo", "--rounds", "1", "--http", "off"],
+        data.path(),
+    )
+    .output()
+    .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -126,17 +107,18 @@ fn dashboard_of_a_training_node_shows_its_rounds() {
         return;
     };
     let data = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
-    command.args([
-        "train",
-        "--solo",
-        "--rounds",
-        "1000",
-        "--http",
-        "127.0.0.1:0",
-    ]);
-    quick(&mut command, data.path());
-    let mut node = Node(
+    let mut command = quick(
+        &[
+            "train",
+            "--solo",
+            "--rounds",
+            "1000",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        data.path(),
+    );
+    let mut node = KillOnDrop(
         command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -126,15 +126,22 @@ pub struct Node {
     pub events: mpsc::Receiver<NetEvent>,
 }
 
+/// Starts a node with identity seed `[seed; 32]` that accepts every task reference.
+pub async fn spawn_node(config: NetConfig, seed: u8) -> Node {
+    let (handle, events) = spawn(config, [seed; 32], accept_all())
+        .await
+        .expect("node starts");
+    Node { handle, events }
+}
+
+/// Starts a loopback node and waits until it listens.
 pub async fn start_node(network: &str, seed: u8, bootstrap: Vec<libp2p::Multiaddr>) -> Node {
     let config = NetConfig {
         bootstrap,
         ..NetConfig::loopback(network)
     };
-    let (handle, events) = spawn(config, [seed; 32], accept_all())
-        .await
-        .expect("node starts");
-    let listening = handle.clone();
+    let node = spawn_node(config, seed).await;
+    let listening = node.handle.clone();
     wait_until("the node listens", || !listening.listen_addrs().is_empty()).await;
-    Node { handle, events }
+    node
 }

@@ -82,9 +82,6 @@ pub struct NetSection {
     pub mesh_degree: u32,
 }
 
-/// The values `net.relay_reservations` accepts.
-pub const RELAY_RESERVATION_MODES: [&str; 3] = ["when-private", "always", "never"];
-
 impl Default for NetSection {
     fn default() -> Self {
         Self {
@@ -235,12 +232,12 @@ impl NodeConfig {
                 })?;
             }
         }
-        if !RELAY_RESERVATION_MODES.contains(&self.net.relay_reservations.as_str()) {
-            bail!(
-                "`net.relay_reservations` = {:?}: must be one of {}",
-                self.net.relay_reservations,
-                RELAY_RESERVATION_MODES.join(", ")
-            );
+        if let Err(err) = self
+            .net
+            .relay_reservations
+            .parse::<swarm_net::RelayReservations>()
+        {
+            bail!("`net.relay_reservations`: {err}");
         }
         if !(2..=32).contains(&self.net.mesh_degree) {
             bail!(

@@ -2,7 +2,7 @@
 //! status API and `/metrics` show the swarm as a whole, one history row per round once every node
 //! finished it: mean reward and accuracy across nodes, summed throughput, and each node's reward.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -27,16 +27,14 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// draw it, plus `reward_by_node`.
 fn swarm_row(round: u64, nodes: &BTreeMap<usize, RoundMetrics>) -> Value {
     let all = || nodes.values();
-    let mut accuracy = Map::new();
-    let families: Vec<&String> = all().flat_map(|m| m.accuracy.keys()).collect();
-    for family in families {
-        if accuracy.contains_key(family.as_str()) {
-            continue;
-        }
-        if let Some(value) = mean(all().filter_map(|m| m.accuracy.get(family).copied())) {
-            accuracy.insert(family.clone(), json!(value));
-        }
-    }
+    let families: BTreeSet<&String> = all().flat_map(|m| m.accuracy.keys()).collect();
+    let accuracy: Map<String, Value> = families
+        .into_iter()
+        .filter_map(|family| {
+            let value = mean(all().filter_map(|m| m.accuracy.get(family).copied()))?;
+            Some((family.clone(), json!(value)))
+        })
+        .collect();
     let reward_by_node: Map<String, Value> = nodes
         .iter()
         .map(|(node, m)| (format!("node-{node}"), json!(m.reward_local)))
