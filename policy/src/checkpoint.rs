@@ -88,7 +88,7 @@ pub fn save(
     keep: usize,
 ) -> Result<PathBuf> {
     fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    let (step, moments) = optimizer.state();
+    let (step, moments) = optimizer.state()?;
     let name = format!("step-{step:010}");
     let tmp = root.join(format!("tmp-{name}-{}", std::process::id()));
     if tmp.exists() {

@@ -29,7 +29,9 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+mod kernels;
 pub mod model;
+mod ops;
 pub mod optim;
 pub mod prompt;
 pub mod sampler;

@@ -1,14 +1,16 @@
 //! A compact Llama/Qwen2 decoder whose every operation carries gradients.
 //!
 //! candle-nn's fused `softmax_last_dim`, `rms_norm` and rotary kernels record no backward pass, so
-//! this decoder composes RMSNorm, softmax and RoPE from elementary ops. Sampling and training run the
+//! RMSNorm, the attention softmax, RoPE and the SwiGLU gate come from `crate::ops`: CPU kernels of
+//! our own with backward passes, or elementary ops on other devices. Sampling and training run the
 //! same code, which is what makes their log-probs agree to float precision.
 
 use anyhow::{Result, ensure};
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::ModelConfig;
+use crate::ops;
 
 /// Additive mask value for positions a query may not see: large and finite, because `-inf` turns a
 /// fully masked row (a left-padding query) into NaN.
@@ -59,33 +61,6 @@ impl Linear {
             None => y,
         })
     }
-}
-
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    Ok(x.broadcast_mul(&inv_rms)?.broadcast_mul(weight)?)
-}
-
-/// Softmax over the last dimension. The max is subtracted for stability and detached: softmax does not
-/// depend on the shift, so no gradient is lost.
-pub(crate) fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    let exp = shifted.exp()?;
-    Ok(exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?)
-}
-
-/// Log-softmax over the last dimension, with the same detached shift.
-pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    Ok(shifted.broadcast_sub(&log_sum)?)
-}
-
-fn rotate_half(x: &Tensor) -> Result<Tensor> {
-    let half = x.dim(D::Minus1)? / 2;
-    let first = x.narrow(D::Minus1, 0, half)?;
-    let second = x.narrow(D::Minus1, half, half)?;
-    Ok(Tensor::cat(&[&second.neg()?, &first], D::Minus1)?)
 }
 
 struct Layer {
@@ -230,15 +205,11 @@ impl Decoder {
             cfg.num_attention_heads,
             cfg.num_key_value_heads,
         );
-        let freqs = positions
+        let angles = positions
             .to_dtype(DType::F32)?
             .unsqueeze(2)?
             .broadcast_mul(&self.inv_freq)?;
-        let angles = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
-        let rope = |x: &Tensor| -> Result<Tensor> {
-            Ok((x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?)?)
-        };
         let scale = 1.0 / (hd as f64).sqrt();
         if let Some(cache) = cache.as_deref_mut() {
             cache.layers.resize_with(self.layers.len(), || None);
@@ -249,15 +220,13 @@ impl Decoder {
             cfg.hidden_size,
         ))?;
         for (index, layer) in self.layers.iter().enumerate() {
-            let normed = rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps)?;
-            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-                Ok(t.reshape((batch, len, n, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let q = rope(&heads(layer.q.forward(&normed)?, hq)?)?;
-            let mut k = rope(&heads(layer.k.forward(&normed)?, hkv)?)?;
-            let mut v = heads(layer.v.forward(&normed)?, hkv)?;
+            let normed = ops::rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps)?;
+            let split = |t: Tensor, n: usize| t.reshape((batch, len, n, hd));
+            let q = ops::rope_into_heads(&split(layer.q.forward(&normed)?, hq)?, &cos, &sin)?;
+            let mut k = ops::rope_into_heads(&split(layer.k.forward(&normed)?, hkv)?, &cos, &sin)?;
+            let mut v = split(layer.v.forward(&normed)?, hkv)?
+                .transpose(1, 2)?
+                .contiguous()?;
             if let Some(cache) = cache.as_deref_mut() {
                 if let Some((past_k, past_v)) = &cache.layers[index] {
                     k = Tensor::cat(&[past_k, &k], 2)?;
@@ -268,11 +237,11 @@ impl Decoder {
             let attended = grouped_attention(&q, &k, &v, mask, scale)?;
             let attended = attended.transpose(1, 2)?.reshape((batch, len, hq * hd))?;
             x = (x + layer.o.forward(&attended)?)?;
-            let normed = rms_norm(&x, &layer.post_attention_norm, cfg.rms_norm_eps)?;
-            let hidden = (layer.gate.forward(&normed)?.silu()? * layer.up.forward(&normed)?)?;
+            let normed = ops::rms_norm(&x, &layer.post_attention_norm, cfg.rms_norm_eps)?;
+            let hidden = ops::swiglu(&layer.gate.forward(&normed)?, &layer.up.forward(&normed)?)?;
             x = (x + layer.down.forward(&hidden)?)?;
         }
-        let x = rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
+        let x = ops::rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let logits = x
             .reshape((batch * len, cfg.hidden_size))?
@@ -299,10 +268,9 @@ fn grouped_attention(
     let (_, hkv, keys, _) = k.dims4()?;
     let group = hq / hkv;
     let q = q.reshape((batch, hkv, group * len, hd))?;
-    let scores = (q.matmul(&k.t()?)? * scale)?
-        .reshape((batch, hkv, group, len, keys))?
-        .broadcast_add(&mask.unsqueeze(2)?)?;
-    let weights = softmax_last(&scores)?.reshape((batch, hkv, group * len, keys))?;
+    let scores = q.matmul(&k.t()?)?.reshape((batch, hq, len, keys))?;
+    let weights =
+        ops::masked_softmax(&scores, mask, scale)?.reshape((batch, hkv, group * len, keys))?;
     Ok(weights.matmul(v)?.reshape((batch, hq, len, hd))?)
 }
 

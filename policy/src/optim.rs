@@ -9,6 +9,8 @@ use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
+use crate::{kernels, ops};
+
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -86,9 +88,11 @@ impl LrSchedule {
     }
 }
 
-/// Gradients summed over micro-batches, one slot per optimizer variable.
+/// Gradients summed over micro-batches, one slot per optimizer variable, and the factor clipping
+/// scales them by (applied inside the update rather than by rewriting every gradient).
 pub struct Gradients {
     slots: Vec<Option<Tensor>>,
+    scale: f64,
 }
 
 /// The optimizer and its state.
@@ -99,6 +103,9 @@ pub struct AdamW {
     second: Vec<Tensor>,
     step: u64,
     config: AdamWConfig,
+    /// Whether f32 CPU parameters are updated in place by the fused kernels (the composed update
+    /// serves other devices, and tests compare the two).
+    fused: bool,
 }
 
 impl AdamW {
@@ -129,6 +136,7 @@ impl AdamW {
             second,
             step: 0,
             config,
+            fused: true,
         })
     }
 
@@ -141,6 +149,7 @@ impl AdamW {
     pub fn zero_grads(&self) -> Gradients {
         Gradients {
             slots: vec![None; self.vars.len()],
+            scale: 1.0,
         }
     }
 
@@ -162,18 +171,19 @@ impl AdamW {
     pub fn clip(&self, grads: &mut Gradients, max_norm: f64) -> Result<f64> {
         let mut total = 0f64;
         for grad in grads.slots.iter().flatten() {
-            total += f64::from(grad.sqr()?.sum_all()?.to_scalar::<f32>()?);
+            total += if ops::fusable(grad) {
+                kernels::sum_of_squares(grad)?
+            } else {
+                f64::from(grad.sqr()?.sum_all()?.to_scalar::<f32>()?)
+            };
         }
-        let norm = total.sqrt();
+        let norm = total.sqrt() * grads.scale;
         ensure!(
             norm.is_finite(),
             "gradient norm is not finite ({norm}); the step is skipped"
         );
         if norm > max_norm {
-            let scale = max_norm / norm;
-            for grad in grads.slots.iter_mut().flatten() {
-                *grad = (&*grad * scale)?;
-            }
+            grads.scale *= max_norm / norm;
         }
         Ok(norm)
     }
@@ -186,25 +196,52 @@ impl AdamW {
         let (bias1, bias2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
         for (i, grad) in grads.slots.iter().enumerate() {
             let Some(grad) = grad else { continue };
-            self.first[i] = ((&self.first[i] * c.beta1)? + (grad * (1.0 - c.beta1))?)?;
+            let param = self.vars[i].as_tensor();
+            if self.fused && ops::fusable(param) {
+                // Three passes over the parameter's memory and no allocation, where the composed
+                // update below makes a dozen temporaries the size of the parameter.
+                let grad = grad.contiguous()?;
+                for (moment, beta, squared) in [
+                    (&self.first[i], c.beta1, false),
+                    (&self.second[i], c.beta2, true),
+                ] {
+                    let update = kernels::MomentUpdate {
+                        beta: beta as f32,
+                        grad_scale: grads.scale as f32,
+                        squared,
+                    };
+                    moment.inplace_op2(&grad, &update)?;
+                }
+                let update = kernels::AdamWUpdate {
+                    lr: lr as f32,
+                    decay: c.weight_decay as f32,
+                    bias1: bias1 as f32,
+                    bias2: bias2 as f32,
+                    eps: c.eps as f32,
+                };
+                param.inplace_op3(&self.first[i], &self.second[i], &update)?;
+                continue;
+            }
+            let grad = (grad * grads.scale)?;
+            self.first[i] = ((&self.first[i] * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
             self.second[i] = ((&self.second[i] * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
             let update =
                 ((&self.first[i] / bias1)? / ((&self.second[i] / bias2)?.sqrt()? + c.eps)?)?;
-            let param = self.vars[i].as_tensor().detach();
-            let decayed = (&param * (1.0 - lr * c.weight_decay))?;
+            let decayed = (param.detach() * (1.0 - lr * c.weight_decay))?;
             self.vars[i].set(&(decayed - (update * lr)?)?)?;
         }
         Ok(())
     }
 
     /// The moments as named tensors (`m.<var>`, `v.<var>`) and the step count, for checkpoints.
-    pub fn state(&self) -> (u64, HashMap<String, Tensor>) {
+    /// They are copies, since later steps update the optimizer's own moments in place.
+    pub fn state(&self) -> Result<(u64, HashMap<String, Tensor>)> {
         let mut tensors = HashMap::new();
         for (i, name) in self.names.iter().enumerate() {
-            tensors.insert(format!("m.{name}"), self.first[i].clone());
-            tensors.insert(format!("v.{name}"), self.second[i].clone());
+            tensors.insert(format!("m.{name}"), self.first[i].copy()?);
+            tensors.insert(format!("v.{name}"), self.second[i].copy()?);
         }
-        (self.step, tensors)
+        Ok((self.step, tensors))
     }
 
     /// Restores what [`AdamW::state`] returned.
@@ -221,7 +258,9 @@ impl AdamW {
                     tensor.dims(),
                     slot.dims()
                 );
-                *slot = tensor.to_dtype(DType::F32)?;
+                // A copy: the fused update writes the moments in place, and `tensors` belongs to
+                // the caller (it may be another optimizer's state).
+                *slot = tensor.to_dtype(DType::F32)?.copy()?;
             }
         }
         self.step = step;
@@ -291,13 +330,77 @@ mod tests {
         for (a, b) in w.iter().zip(expected) {
             assert!((f64::from(*a) - b).abs() < 1e-5, "{w:?}");
         }
-        let (steps, state) = opt.state();
+        let (steps, state) = opt.state().unwrap();
         let mut fresh = AdamW::new(&varmap, AdamWConfig::default()).unwrap();
         fresh.load_state(steps, &state).unwrap();
         assert_eq!(fresh.steps(), 1);
         assert_eq!(
-            fresh.state().1["m.w"].to_vec1::<f32>().unwrap(),
+            fresh.state().unwrap().1["m.w"].to_vec1::<f32>().unwrap(),
             state["m.w"].to_vec1::<f32>().unwrap()
         );
+    }
+
+    #[test]
+    fn fused_and_composed_updates_agree_over_clipped_steps() {
+        let device = candle_core::Device::Cpu;
+        let build = |fused: bool| {
+            let varmap = VarMap::new();
+            for (name, shape) in [("a", (3, 4)), ("b", (5, 2))] {
+                let count = shape.0 * shape.1;
+                let values: Vec<f32> = (0..count).map(|i| (i as f32 * 0.37).sin()).collect();
+                let var = Var::from_vec(values, shape, &device).unwrap();
+                varmap.data().lock().unwrap().insert(name.into(), var);
+            }
+            let config = AdamWConfig {
+                weight_decay: 0.05,
+                ..AdamWConfig::default()
+            };
+            let mut optimizer = AdamW::new(&varmap, config).unwrap();
+            optimizer.fused = fused;
+            (varmap, optimizer)
+        };
+        let (fused_vars, mut fused) = build(true);
+        let (composed_vars, mut composed) = build(false);
+        for step in 0..5 {
+            let mut norms = Vec::new();
+            for (varmap, optimizer) in [(&fused_vars, &mut fused), (&composed_vars, &mut composed)]
+            {
+                let data = varmap.data().lock().unwrap();
+                // A loss whose gradient changes with the weights and the step.
+                let loss = (data["a"].as_tensor().sqr().unwrap().sum_all().unwrap()
+                    * (step + 1) as f64
+                    + data["b"].as_tensor().exp().unwrap().sum_all().unwrap())
+                .unwrap();
+                let mut grads = optimizer.zero_grads();
+                optimizer
+                    .accumulate(&mut grads, &loss.backward().unwrap())
+                    .unwrap();
+                norms.push(optimizer.clip(&mut grads, 2.0).unwrap());
+                optimizer.step(&grads, 0.05).unwrap();
+            }
+            assert!(norms[0] > 2.0, "the test must clip: norm {}", norms[0]);
+            assert!((norms[0] - norms[1]).abs() < 1e-4 * norms[1], "{norms:?}");
+        }
+        let (fused_state, composed_state) = (fused.state().unwrap().1, composed.state().unwrap().1);
+        let mut compared = 0;
+        for (name, value) in fused_vars.data().lock().unwrap().iter() {
+            let expected = &composed_vars.data().lock().unwrap()[name];
+            for (a, b) in [
+                (value.as_tensor(), expected.as_tensor()),
+                (
+                    &fused_state[&format!("m.{name}")],
+                    &composed_state[&format!("m.{name}")],
+                ),
+                (
+                    &fused_state[&format!("v.{name}")],
+                    &composed_state[&format!("v.{name}")],
+                ),
+            ] {
+                let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{name}: {diff}");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 6);
     }
 }

@@ -450,8 +450,8 @@ fn checkpoints_restore_weights_moments_and_the_sampler_position() {
             "{name}"
         );
     }
-    let (_, a) = optimizer.state();
-    let (_, b) = restored_optimizer.state();
+    let (_, a) = optimizer.state().unwrap();
+    let (_, b) = restored_optimizer.state().unwrap();
     for (key, tensor) in &a {
         assert_eq!(
             tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap(),

@@ -144,7 +144,7 @@ impl Policy {
         if filters(options) {
             scores = scores.broadcast_add(&self.support_mask(&scores, options)?)?;
         }
-        let log_probs = model::log_softmax_last(&scores)?;
+        let log_probs = crate::ops::log_softmax_last(&scores)?;
         let targets = Tensor::from_vec(targets, (b, longest_completion, 1), device)?;
         let logprobs = log_probs.gather(&targets, 2)?.squeeze(2)?;
         let detached = log_probs.detach();

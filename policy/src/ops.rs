@@ -1,0 +1,244 @@
+//! The decoder's element-wise stages: one fused kernel each (`crate::kernels`) for f32 tensors on the
+//! CPU, and the same arithmetic composed from elementary candle ops, which carry gradients on every
+//! device, elsewhere.
+
+use anyhow::Result;
+use candle_core::{D, DType, Tensor};
+
+use crate::kernels::{MaskedSoftmax, RmsNorm, Rope, SwiGlu};
+
+/// Whether the fused CPU kernels can run on `tensor`.
+pub(crate) fn fusable(tensor: &Tensor) -> bool {
+    tensor.device().is_cpu() && tensor.dtype() == DType::F32
+}
+
+/// RMSNorm over the last dimension.
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if fusable(x) {
+        let eps = eps as f32;
+        return Ok(x.contiguous()?.apply_op2(weight, RmsNorm { eps })?);
+    }
+    composed::rms_norm(x, weight, eps)
+}
+
+/// Attention weights `softmax(scale * scores + mask)` for scores `(B, H, T, S)` and an additive mask
+/// `(B, 1, T, S)`.
+pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    if fusable(scores) {
+        let scale = scale as f32;
+        return Ok(scores
+            .contiguous()?
+            .apply_op2(&mask.contiguous()?, MaskedSoftmax { scale })?);
+    }
+    composed::masked_softmax(scores, mask, scale)
+}
+
+/// Rotary embedding of projections laid out `(B, T, H, D)`, returned as heads `(B, H, T, D)`; `cos`
+/// and `sin` are `(B, T, D/2)`.
+pub(crate) fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if fusable(x) {
+        return Ok(x.contiguous()?.apply_op3(cos, sin, Rope::INTO_HEADS)?);
+    }
+    composed::rope_into_heads(x, cos, sin)
+}
+
+/// The SwiGLU gate `silu(gate) * up`.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if fusable(gate) {
+        return Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?);
+    }
+    composed::swiglu(gate, up)
+}
+
+/// Softmax over the last dimension. The max is subtracted for stability and detached: softmax does not
+/// depend on the shift, so no gradient is lost.
+pub(crate) fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    Ok(exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?)
+}
+
+/// Log-softmax over the last dimension, with the same detached shift.
+pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&log_sum)?)
+}
+
+/// The stages from elementary ops (candle-nn's fused versions record no backward pass).
+pub(crate) mod composed {
+    use super::*;
+
+    pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+        Ok(x.broadcast_mul(&inv_rms)?.broadcast_mul(weight)?)
+    }
+
+    pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+        softmax_last(&(scores * scale)?.broadcast_add(mask)?)
+    }
+
+    fn rotate_half(x: &Tensor) -> Result<Tensor> {
+        let half = x.dim(D::Minus1)? / 2;
+        let first = x.narrow(D::Minus1, 0, half)?;
+        let second = x.narrow(D::Minus1, half, half)?;
+        Ok(Tensor::cat(&[&second.neg()?, &first], D::Minus1)?)
+    }
+
+    pub(crate) fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let heads = x.transpose(1, 2)?.contiguous()?;
+        let full = |half: &Tensor| -> Result<Tensor> {
+            Ok(Tensor::cat(&[half, half], D::Minus1)?.unsqueeze(1)?)
+        };
+        let (cos, sin) = (full(cos)?, full(sin)?);
+        Ok((heads.broadcast_mul(&cos)? + rotate_half(&heads)?.broadcast_mul(&sin)?)?)
+    }
+
+    pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        Ok((gate.silu()? * up)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::model::MASKED;
+
+    fn random(shape: &[usize], rng: &mut ChaCha8Rng) -> Var {
+        let count = shape.iter().product();
+        let values: Vec<f32> = (0..count).map(|_| rng.random_range(-2.0..2.0)).collect();
+        Var::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    fn close(name: &str, fused: &Tensor, composed: &Tensor, tolerance: f32) {
+        assert_eq!(fused.dims(), composed.dims(), "{name}: shapes");
+        let a: Vec<f32> = fused.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = composed.flatten_all().unwrap().to_vec1().unwrap();
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0f32, f32::max);
+        assert!(worst <= tolerance, "{name}: differs by {worst}");
+        assert!(a.iter().any(|v| *v != 0.0), "{name}: all zero");
+    }
+
+    /// Runs `op` both ways on `inputs`, and compares outputs and the gradients of a random
+    /// projection of the output (so every output element weighs differently) to every input.
+    fn agree(
+        name: &str,
+        inputs: &[Var],
+        op: impl Fn(&[&Tensor], bool) -> Result<Tensor>,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let tensors: Vec<&Tensor> = inputs.iter().map(|v| v.as_tensor()).collect();
+        let fused = op(&tensors, true).unwrap();
+        let composed = op(&tensors, false).unwrap();
+        close(name, &fused, &composed, 1e-5);
+        let projection = random(fused.dims(), rng);
+        let loss = |out: &Tensor| (out * projection.as_tensor()).unwrap().sum_all().unwrap();
+        let (fused_grads, composed_grads) = (
+            loss(&fused).backward().unwrap(),
+            loss(&composed).backward().unwrap(),
+        );
+        for (index, input) in inputs.iter().enumerate() {
+            close(
+                &format!("{name}: gradient of input {index}"),
+                fused_grads.get(input.as_tensor()).expect("fused gradient"),
+                composed_grads
+                    .get(input.as_tensor())
+                    .expect("composed gradient"),
+                1e-4,
+            );
+        }
+    }
+
+    #[test]
+    fn fused_stages_match_composed_values_and_gradients() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (x, weight) = (random(&[3, 5, 16], &mut rng), random(&[16], &mut rng));
+        agree(
+            "rms-norm",
+            &[x, weight],
+            |t, fused| {
+                if fused {
+                    rms_norm(t[0], t[1], 1e-6)
+                } else {
+                    composed::rms_norm(t[0], t[1], 1e-6)
+                }
+            },
+            &mut rng,
+        );
+
+        // Two sequences, the second left-padded by two positions, under a causal mask.
+        let valid = vec![vec![true; 6], [vec![false; 2], vec![true; 4]].concat()];
+        let mask = crate::model::causal_mask(&valid, 6, &Device::Cpu).unwrap();
+        assert!(
+            mask.flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .contains(&MASKED)
+        );
+        let scores = random(&[2, 3, 6, 6], &mut rng);
+        agree(
+            "masked softmax",
+            &[scores],
+            |t, fused| {
+                if fused {
+                    masked_softmax(t[0], &mask, 0.35)
+                } else {
+                    composed::masked_softmax(t[0], &mask, 0.35)
+                }
+            },
+            &mut rng,
+        );
+
+        let projections = random(&[2, 5, 3, 8], &mut rng);
+        let angles = random(&[2, 5, 4], &mut rng);
+        let angles = angles.as_tensor().detach();
+        let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+        agree(
+            "rope",
+            &[projections],
+            |t, fused| {
+                if fused {
+                    rope_into_heads(t[0], &cos, &sin)
+                } else {
+                    composed::rope_into_heads(t[0], &cos, &sin)
+                }
+            },
+            &mut rng,
+        );
+
+        let (gate, up) = (random(&[4, 7, 12], &mut rng), random(&[4, 7, 12], &mut rng));
+        agree(
+            "swiglu",
+            &[gate, up],
+            |t, fused| {
+                if fused {
+                    swiglu(t[0], t[1])
+                } else {
+                    composed::swiglu(t[0], t[1])
+                }
+            },
+            &mut rng,
+        );
+    }
+
+    #[test]
+    fn fused_stages_split_rows_over_threads_like_one_thread() {
+        // Large enough for the kernels to hand rows to the thread pool; results must not depend on
+        // how rows are split.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = random(&[64, 32, 64], &mut rng);
+        let weight = random(&[64], &mut rng);
+        let fused = rms_norm(x.as_tensor(), weight.as_tensor(), 1e-5).unwrap();
+        let composed = composed::rms_norm(x.as_tensor(), weight.as_tensor(), 1e-5).unwrap();
+        close("rms-norm, large", &fused, &composed, 1e-5);
+    }
+}
