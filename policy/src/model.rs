@@ -48,14 +48,7 @@ impl Linear {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // One 2-D product over all rows: `broadcast_matmul` would materialise a copy of the weight
-        // for every batch row, which dominated decoding time.
-        let mut dims = x.dims().to_vec();
-        let input = dims.pop().expect("inputs have a feature axis");
-        let rows: usize = dims.iter().product();
-        let y = x.reshape((rows, input))?.matmul(&self.weight.t()?)?;
-        dims.push(y.dim(1)?);
-        let y = y.reshape(dims)?;
+        let y = ops::linear(x, &self.weight)?;
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
@@ -243,10 +236,7 @@ impl Decoder {
         }
         let x = ops::rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        let logits = x
-            .reshape((batch * len, cfg.hidden_size))?
-            .matmul(&head.t()?)?;
-        Ok(logits.reshape((batch, len, cfg.vocab_size))?)
+        ops::linear(&x, head)
     }
 }
 

@@ -5,11 +5,19 @@
 use anyhow::Result;
 use candle_core::{D, DType, Tensor};
 
-use crate::kernels::{MaskedSoftmax, RmsNorm, Rope, SwiGlu};
+use crate::kernels::{Linear, MaskedSoftmax, RmsNorm, Rope, SwiGlu};
 
 /// Whether the fused CPU kernels can run on `tensor`.
 pub(crate) fn fusable(tensor: &Tensor) -> bool {
     tensor.device().is_cpu() && tensor.dtype() == DType::F32
+}
+
+/// The projection `x W^T` of `x` `(..., in)` by a weight `(out, in)`.
+pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if fusable(x) {
+        return Ok(x.contiguous()?.apply_op2(weight, Linear)?);
+    }
+    composed::linear(x, weight)
 }
 
 /// RMSNorm over the last dimension.
@@ -68,6 +76,17 @@ pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
 /// The stages from elementary ops (candle-nn's fused versions record no backward pass).
 pub(crate) mod composed {
     use super::*;
+
+    pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        // One 2-D product over all rows: `broadcast_matmul` would materialise a copy of the weight
+        // for every batch row.
+        let mut dims = x.dims().to_vec();
+        let input = dims.pop().expect("inputs have a feature axis");
+        let rows: usize = dims.iter().product();
+        let y = x.reshape((rows, input))?.matmul(&weight.t()?)?;
+        dims.push(y.dim(1)?);
+        Ok(y.reshape(dims)?)
+    }
 
     pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
         let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
@@ -160,6 +179,20 @@ mod tests {
     #[test]
     fn fused_stages_match_composed_values_and_gradients() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (x, weight) = (random(&[3, 5, 16], &mut rng), random(&[9, 16], &mut rng));
+        agree(
+            "linear",
+            &[x, weight],
+            |t, fused| {
+                if fused {
+                    linear(t[0], t[1])
+                } else {
+                    composed::linear(t[0], t[1])
+                }
+            },
+            &mut rng,
+        );
+
         let (x, weight) = (random(&[3, 5, 16], &mut rng), random(&[16], &mut rng));
         agree(
             "rms-norm",

@@ -1,0 +1,74 @@
+//! Fused CPU kernels for the decoder's projections and element-wise stages, as candle custom ops
+//! with backward passes.
+//!
+//! Composed from elementary tensor ops, RMSNorm, the attention softmax, RoPE and the SwiGLU gate
+//! build about half of a layer's autograd graph, and candle's backward pass allocates and adds a
+//! gradient buffer for every node of it. One node per stage, computed in one pass over each row, cuts
+//! both the forward's temporaries and that backward traffic. Every op here takes contiguous f32
+//! tensors on the CPU; `crate::ops` chooses between these and the composed versions (which other
+//! devices and dtypes use) and tests that both agree in values and gradients.
+
+use candle_core::{CpuStorage, Layout, Result, bail};
+use rayon::prelude::*;
+
+mod adamw;
+mod attention;
+mod linear;
+mod mlp;
+mod norm;
+
+pub(crate) use adamw::{AdamWUpdate, MomentUpdate, sum_of_squares};
+pub(crate) use attention::{MaskedSoftmax, Rope};
+pub(crate) use linear::Linear;
+pub(crate) use mlp::SwiGlu;
+pub(crate) use norm::RmsNorm;
+
+/// Below this many output elements a kernel runs on the calling thread: handing tiny rows to the
+/// thread pool costs more than the arithmetic.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        bail!("{op}: expected an f32 tensor")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: expected a contiguous tensor")
+    };
+    Ok(&data[start..end])
+}
+
+fn contiguous_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        bail!("{op}: expected an f32 tensor")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: expected a contiguous tensor")
+    };
+    Ok(&mut data[start..end])
+}
+
+/// Fills `out` row by row (`width` elements each) with `body(row_index, row)`, spread over candle's
+/// thread count when there is enough work. With one thread it never touches the pool, which
+/// simulated nodes share.
+fn each_row(out: &mut [f32], width: usize, body: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if candle_core::utils::get_num_threads() > 1 && out.len() >= PARALLEL_MIN_ELEMENTS {
+        out.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(row, values)| body(row, values));
+    } else {
+        out.chunks_mut(width)
+            .enumerate()
+            .for_each(|(row, values)| body(row, values));
+    }
+}
+
+fn last_dim(layout: &Layout, op: &str) -> Result<usize> {
+    match layout.dims().last() {
+        Some(&width) if width > 0 => Ok(width),
+        _ => bail!("{op}: expected a non-empty last dimension"),
+    }
+}
