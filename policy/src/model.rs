@@ -189,6 +189,24 @@ impl Decoder {
         ids: &Tensor,
         positions: &Tensor,
         mask: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.logits(&self.hidden_states(ids, positions, mask, cache)?)
+    }
+
+    /// Logits `(..., V)` of final hidden states `(..., H)`. Callers that need the next-token
+    /// distribution at a few positions only select those rows first: the output head is the largest
+    /// matrix of a model with a real vocabulary.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        ops::linear(hidden, self.lm_head.as_ref().unwrap_or(&self.embed))
+    }
+
+    /// The final (normed) hidden states `(B, T, H)`, as [`Decoder::forward`] takes them to logits.
+    pub fn hidden_states(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (batch, len) = ids.dims2()?;
@@ -234,9 +252,7 @@ impl Decoder {
             let hidden = ops::swiglu(&layer.gate.forward(&normed)?, &layer.up.forward(&normed)?)?;
             x = (x + layer.down.forward(&hidden)?)?;
         }
-        let x = ops::rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        ops::linear(&x, head)
+        ops::rms_norm(&x, &self.norm, cfg.rms_norm_eps)
     }
 }
 

@@ -345,7 +345,8 @@ mod tests {
         let device = candle_core::Device::Cpu;
         let build = |fused: bool| {
             let varmap = VarMap::new();
-            for (name, shape) in [("a", (3, 4)), ("b", (5, 2))] {
+            // "c" is large enough for the fused kernels to split it across threads.
+            for (name, shape) in [("a", (3, 4)), ("b", (5, 2)), ("c", (200, 200))] {
                 let count = shape.0 * shape.1;
                 let values: Vec<f32> = (0..count).map(|i| (i as f32 * 0.37).sin()).collect();
                 let var = Var::from_vec(values, shape, &device).unwrap();
@@ -369,7 +370,8 @@ mod tests {
                 // A loss whose gradient changes with the weights and the step.
                 let loss = (data["a"].as_tensor().sqr().unwrap().sum_all().unwrap()
                     * (step + 1) as f64
-                    + data["b"].as_tensor().exp().unwrap().sum_all().unwrap())
+                    + data["b"].as_tensor().exp().unwrap().sum_all().unwrap()
+                    + data["c"].as_tensor().sin().unwrap().sum_all().unwrap())
                 .unwrap();
                 let mut grads = optimizer.zero_grads();
                 optimizer
@@ -401,6 +403,6 @@ mod tests {
                 compared += 1;
             }
         }
-        assert_eq!(compared, 6);
+        assert_eq!(compared, 9);
     }
 }

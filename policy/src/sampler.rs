@@ -169,10 +169,12 @@ impl Policy {
         let ids_t = Tensor::from_vec(ids, (batch, longest), device)?;
         let positions_t = Tensor::from_vec(positions, (batch, longest), device)?;
         let mask = causal_mask(&valid, longest, device)?;
-        let logits = self
+        let hidden = self
             .decoder()
-            .forward(&ids_t, &positions_t, &mask, Some(&mut cache))?;
-        let mut last: Vec<Vec<f32>> = logits.narrow(1, longest - 1, 1)?.squeeze(1)?.to_vec2()?;
+            .hidden_states(&ids_t, &positions_t, &mask, Some(&mut cache))?;
+        // Only the last prompt position predicts the first new token.
+        let last_hidden = hidden.narrow(1, longest - 1, 1)?.squeeze(1)?;
+        let mut last: Vec<Vec<f32>> = self.decoder().logits(&last_hidden)?.to_vec2()?;
 
         let eos: &[u32] = if options.ignore_eos {
             &[]

@@ -134,10 +134,23 @@ impl Policy {
             .unsqueeze(0)?
             .repeat((b, 1))?;
         let attention = model::causal_mask(&valid, total, device)?;
-        let logits = self.decoder().forward(&ids, &positions, &attention, None)?;
-        let gather = Tensor::from_vec(gather, (b, longest_completion), device)?;
-        let index = gather.unsqueeze(2)?.repeat((1, 1, vocab))?;
-        let mut scores = logits.contiguous()?.gather(&index.contiguous()?, 1)?;
+        let hidden = self
+            .decoder()
+            .hidden_states(&ids, &positions, &attention, None)?;
+        // Logits only where a completion token is predicted: prompt positions need none, and the
+        // output head is the largest product of a model with a real vocabulary.
+        let hidden_size = self.config().hidden_size;
+        let rows: Vec<u32> = gather
+            .iter()
+            .enumerate()
+            .map(|(i, &position)| (i / longest_completion * total) as u32 + position)
+            .collect();
+        let rows = Tensor::from_vec(rows, b * longest_completion, device)?;
+        let selected = hidden
+            .reshape((b * total, hidden_size))?
+            .index_select(&rows, 0)?
+            .reshape((b, longest_completion, hidden_size))?;
+        let mut scores = self.decoder().logits(&selected)?;
         if options.temperature != 1.0 {
             scores = (scores / f64::from(options.temperature))?;
         }

@@ -2,7 +2,10 @@
 
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, bail};
 
-use super::{contiguous, contiguous_mut};
+use super::{contiguous, contiguous_mut, each_row};
+
+/// Elements per parallel task of the element-wise updates.
+const CHUNK: usize = 1 << 14;
 
 /// In-place moment update `m = beta * m + (1 - beta) * f(scale * g)` with `f` the identity (first
 /// moment) or the square (second moment).
@@ -34,11 +37,14 @@ impl InplaceOp2 for MomentUpdate {
             )
         }
         let keep = 1.0 - self.beta;
-        for (m, &g) in moment.iter_mut().zip(grad) {
-            let g = g * self.grad_scale;
-            let g = if self.squared { g * g } else { g };
-            *m = self.beta * *m + keep * g;
-        }
+        each_row(moment, CHUNK, |chunk, moment| {
+            let grad = &grad[chunk * CHUNK..];
+            for (m, &g) in moment.iter_mut().zip(grad) {
+                let g = g * self.grad_scale;
+                let g = if self.squared { g * g } else { g };
+                *m = self.beta * *m + keep * g;
+            }
+        });
         Ok(())
     }
 }
@@ -76,10 +82,14 @@ impl InplaceOp3 for AdamWUpdate {
             bail!("adamw-update: parameter and moment sizes differ")
         }
         let keep = 1.0 - self.lr * self.decay;
-        for ((p, &m), &v) in param.iter_mut().zip(first).zip(second) {
-            let update = (m / self.bias1) / ((v / self.bias2).sqrt() + self.eps);
-            *p = *p * keep - self.lr * update;
-        }
+        each_row(param, CHUNK, |chunk, param| {
+            let offset = chunk * CHUNK;
+            let moments = first[offset..].iter().zip(&second[offset..]);
+            for (p, (&m, &v)) in param.iter_mut().zip(moments) {
+                let update = (m / self.bias1) / ((v / self.bias2).sqrt() + self.eps);
+                *p = *p * keep - self.lr * update;
+            }
+        });
         Ok(())
     }
 }
@@ -92,5 +102,15 @@ pub(crate) fn sum_of_squares(tensor: &Tensor) -> Result<f64> {
         bail!("sum-of-squares: expected a CPU tensor")
     };
     let values = contiguous(storage, layout, "sum-of-squares")?;
-    Ok(values.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+    let squares = |chunk: &[f32]| {
+        chunk
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+    };
+    if candle_core::utils::get_num_threads() > 1 && values.len() >= 2 * CHUNK {
+        use rayon::prelude::*;
+        return Ok(values.par_chunks(CHUNK).map(squares).sum());
+    }
+    Ok(values.chunks(CHUNK).map(squares).sum())
 }

@@ -51,8 +51,8 @@ fn contiguous_mut<'a>(
     Ok(&mut data[start..end])
 }
 
-/// Fills `out` row by row (`width` elements each) with `body(row_index, row)`, spread over candle's
-/// thread count when there is enough work. With one thread it never touches the pool, which
+/// Fills `out` row by row (`width` elements each; the last may be shorter) with
+/// `body(row_index, row)`, spread over candle's thread count when there is enough work. With one thread it never touches the pool, which
 /// simulated nodes share.
 fn each_row(out: &mut [f32], width: usize, body: impl Fn(usize, &mut [f32]) + Sync + Send) {
     if candle_core::utils::get_num_threads() > 1 && out.len() >= PARALLEL_MIN_ELEMENTS {
