@@ -37,8 +37,8 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
     pub model: PathBuf,
-    /// Threads for tensor work; 0 chooses: one for models under 10M parameters (faster there),
-    /// every core otherwise.
+    /// Threads for tensor work; 0 chooses: at most two for models under 10M parameters (their
+    /// products are too small to split further), every core otherwise.
     pub threads: u32,
     /// Seed for sampling and task selection; runs with equal seeds make equal choices.
     pub seed: u64,
@@ -264,7 +264,7 @@ impl NodeConfig {
         }
         if self.node.threads > 1024 {
             bail!(
-                "`node.threads` = {}: must be between 0 (all cores) and 1024",
+                "`node.threads` = {}: must be between 0 (chosen by model size) and 1024",
                 self.node.threads
             );
         }
