@@ -245,8 +245,7 @@ impl Decoder {
                 }
                 cache.layers[index] = Some((k.clone(), v.clone()));
             }
-            let attended = grouped_attention(&q, &k, &v, mask, scale)?;
-            let attended = attended.transpose(1, 2)?.reshape((batch, len, hq * hd))?;
+            let attended = ops::attention(&q, &k, &v, mask, scale)?;
             x = (x + layer.o.forward(&attended)?)?;
             let normed = ops::rms_norm(&x, &layer.post_attention_norm, cfg.rms_norm_eps)?;
             let hidden = ops::swiglu(&layer.gate.forward(&normed)?, &layer.up.forward(&normed)?)?;
@@ -254,30 +253,6 @@ impl Decoder {
         }
         ops::rms_norm(&x, &self.norm, cfg.rms_norm_eps)
     }
-}
-
-/// Attention of query heads `q` `(B, Hq, T, D)` over key/value heads `k`, `v` `(B, Hkv, S, D)` with an
-/// additive `mask` `(B, 1, T, S)`; returns `(B, Hq, T, D)`.
-///
-/// Grouped-query heads are handled without copying keys and values: query head `h` reads key head
-/// `h / (Hq / Hkv)` (as in the reference implementation), so the `Hq / Hkv` query heads of a group are
-/// contiguous and can be stacked along the query axis, `(B, Hkv, group * T, D)`, and multiplied
-/// with their shared keys in one matrix product.
-fn grouped_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    scale: f64,
-) -> Result<Tensor> {
-    let (batch, hq, len, hd) = q.dims4()?;
-    let (_, hkv, keys, _) = k.dims4()?;
-    let group = hq / hkv;
-    let q = q.reshape((batch, hkv, group * len, hd))?;
-    let scores = q.matmul(&k.t()?)?.reshape((batch, hq, len, keys))?;
-    let weights =
-        ops::masked_softmax(&scores, mask, scale)?.reshape((batch, hkv, group * len, keys))?;
-    Ok(weights.matmul(v)?.reshape((batch, hq, len, hd))?)
 }
 
 /// Causal additive mask `(B, 1, T, S)` for `T` new tokens after `past` cached ones, where

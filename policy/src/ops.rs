@@ -5,7 +5,7 @@
 use anyhow::Result;
 use candle_core::{D, DType, Tensor};
 
-use crate::kernels::{Linear, MaskedSoftmax, RmsNorm, Rope, SwiGlu};
+use crate::kernels::{GroupedAttention, Linear, RmsNorm, Rope, SwiGlu};
 
 /// Whether the fused CPU kernels can run on `tensor`.
 pub(crate) fn fusable(tensor: &Tensor) -> bool {
@@ -29,16 +29,26 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> 
     composed::rms_norm(x, weight, eps)
 }
 
-/// Attention weights `softmax(scale * scores + mask)` for scores `(B, H, T, S)` and an additive mask
-/// `(B, 1, T, S)`.
-pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
-    if fusable(scores) {
-        let scale = scale as f32;
-        return Ok(scores
+/// Masked grouped-query attention of query heads `q` `(B, Hq, T, D)` over key/value heads `k`, `v`
+/// `(B, Hkv, S, D)` with an additive `mask` `(B, 1, T, S)`; returns `(B, T, Hq * D)`, token-major
+/// for the output projection.
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    if fusable(q) {
+        let op = GroupedAttention {
+            mask: mask.contiguous()?,
+            scale: scale as f32,
+        };
+        return Ok(q
             .contiguous()?
-            .apply_op2(&mask.contiguous()?, MaskedSoftmax { scale })?);
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op)?);
     }
-    composed::masked_softmax(scores, mask, scale)
+    composed::attention(q, k, v, mask, scale)
 }
 
 /// Rotary embedding of projections laid out `(B, T, H, D)`, returned as heads `(B, H, T, D)`; `cos`
@@ -93,8 +103,27 @@ pub(crate) mod composed {
         Ok(x.broadcast_mul(&inv_rms)?.broadcast_mul(weight)?)
     }
 
-    pub(crate) fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
-        softmax_last(&(scores * scale)?.broadcast_add(mask)?)
+    /// Query head `h` reads key head `h / (Hq / Hkv)` (as in the reference implementation), so the
+    /// `Hq / Hkv` query heads of a group are contiguous and can be stacked along the query axis,
+    /// `(B, Hkv, group * T, D)`, and multiplied with their shared keys in one matrix product,
+    /// without copying keys and values per query head.
+    pub(crate) fn attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
+        let (batch, hq, len, hd) = q.dims4()?;
+        let (_, hkv, keys, _) = k.dims4()?;
+        let group = hq / hkv;
+        let q = q.reshape((batch, hkv, group * len, hd))?;
+        let scores = (q.matmul(&k.t()?)? * scale)?
+            .reshape((batch, hkv, group, len, keys))?
+            .broadcast_add(&mask.unsqueeze(2)?)?;
+        let weights = softmax_last(&scores)?.reshape((batch, hkv, group * len, keys))?;
+        let attended = weights.matmul(v)?.reshape((batch, hq, len, hd))?;
+        Ok(attended.transpose(1, 2)?.reshape((batch, len, hq * hd))?)
     }
 
     fn rotate_half(x: &Tensor) -> Result<Tensor> {
@@ -217,15 +246,20 @@ mod tests {
                 .unwrap()
                 .contains(&MASKED)
         );
-        let scores = random(&[2, 3, 6, 6], &mut rng);
+        // Four query heads over two key/value heads.
+        let (q, k, v) = (
+            random(&[2, 4, 6, 8], &mut rng),
+            random(&[2, 2, 6, 8], &mut rng),
+            random(&[2, 2, 6, 8], &mut rng),
+        );
         agree(
-            "masked softmax",
-            &[scores],
+            "grouped attention",
+            &[q, k, v],
             |t, fused| {
                 if fused {
-                    masked_softmax(t[0], &mask, 0.35)
+                    attention(t[0], t[1], t[2], &mask, 0.35)
                 } else {
-                    composed::masked_softmax(t[0], &mask, 0.35)
+                    composed::attention(t[0], t[1], t[2], &mask, 0.35)
                 }
             },
             &mut rng,

@@ -6,9 +6,10 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use super::{contiguous, each_row, last_dim};
 
 /// `softmax(scale * scores + mask)` over the last dimension, for attention scores `(B, H, T, S)` and
-/// an additive mask `(B, 1, T, S)` shared by every head. The mask receives no gradient.
-pub(crate) struct MaskedSoftmax {
-    pub(crate) scale: f32,
+/// an additive mask `(B, 1, T, S)` shared by every head. Forward only: [`super::GroupedAttention`]
+/// recomputes the attention weights with it in its backward pass.
+pub(super) struct MaskedSoftmax {
+    pub(super) scale: f32,
 }
 
 impl CustomOp2 for MaskedSoftmax {
@@ -35,44 +36,45 @@ impl CustomOp2 for MaskedSoftmax {
                 sl.dims()
             )
         }
-        let mut out = vec![0f32; scores.len()];
-        each_row(&mut out, keys, |row, out| {
-            let mask_row = (row / (heads * queries)) * queries + row % queries;
-            let input = &scores[row * keys..(row + 1) * keys];
-            let mask = &mask[mask_row * keys..(mask_row + 1) * keys];
-            let mut max = f32::NEG_INFINITY;
-            for ((o, &s), &m) in out.iter_mut().zip(input).zip(mask) {
-                *o = s * self.scale + m;
-                max = max.max(*o);
-            }
-            let mut total = 0f32;
-            for o in out.iter_mut() {
-                *o = (*o - max).exp();
-                total += *o;
-            }
-            let inverse = total.recip();
-            out.iter_mut().for_each(|o| *o *= inverse);
-        });
+        let out = masked_softmax_rows(scores, mask, heads, queries, keys, self.scale);
         Ok((CpuStorage::F32(out), sl.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _: &Tensor,
-        _: &Tensor,
-        probabilities: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let grad_scores =
-            probabilities.apply_op2_no_bwd(&grad, &SoftmaxGrad { scale: self.scale })?;
-        Ok((Some(grad_scores), None))
     }
 }
 
-/// Gradient through a softmax `p` (times the scale applied before it): `scale * p * (g - sum(g p))`.
-struct SoftmaxGrad {
+/// `softmax(scale * scores + mask)` of scores `(B, heads, queries, keys)` under a mask
+/// `(B, 1, queries, keys)`, both contiguous.
+pub(super) fn masked_softmax_rows(
+    scores: &[f32],
+    mask: &[f32],
+    heads: usize,
+    queries: usize,
+    keys: usize,
     scale: f32,
+) -> Vec<f32> {
+    let mut out = vec![0f32; scores.len()];
+    each_row(&mut out, keys, |row, out| {
+        let mask_row = (row / (heads * queries)) * queries + row % queries;
+        let input = &scores[row * keys..(row + 1) * keys];
+        let mask = &mask[mask_row * keys..(mask_row + 1) * keys];
+        let mut max = f32::NEG_INFINITY;
+        for ((o, &s), &m) in out.iter_mut().zip(input).zip(mask) {
+            *o = s * scale + m;
+            max = max.max(*o);
+        }
+        let mut total = 0f32;
+        for o in out.iter_mut() {
+            *o = (*o - max).exp();
+            total += *o;
+        }
+        let inverse = total.recip();
+        out.iter_mut().for_each(|o| *o *= inverse);
+    });
+    out
+}
+
+/// Gradient through a softmax `p` (times the scale applied before it): `scale * p * (g - sum(g p))`.
+pub(super) struct SoftmaxGrad {
+    pub(super) scale: f32,
 }
 
 impl CustomOp2 for SoftmaxGrad {

@@ -13,12 +13,14 @@ use rayon::prelude::*;
 
 mod adamw;
 mod attention;
+mod grouped_attention;
 mod linear;
 mod mlp;
 mod norm;
 
 pub(crate) use adamw::{AdamWUpdate, MomentUpdate, sum_of_squares};
-pub(crate) use attention::{MaskedSoftmax, Rope};
+pub(crate) use attention::Rope;
+pub(crate) use grouped_attention::GroupedAttention;
 pub(crate) use linear::Linear;
 pub(crate) use mlp::SwiGlu;
 pub(crate) use norm::RmsNorm;

@@ -1,0 +1,169 @@
+//! Masked grouped-query attention as one autograd node.
+//!
+//! Composed, attention is about ten nodes (reshapes, a transposed key view, two batched products,
+//! the softmax, the transpose back to token-major order), each with a gradient buffer allocated and
+//! added in candle's backward pass. Here the forward runs the two products and the softmax on
+//! storage and writes the result token-major; the backward recomputes the attention weights (one
+//! product, cheap next to the projections) instead of keeping them, and applies the textbook
+//! gradients with detached tensor ops.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
+
+use super::attention::{MaskedSoftmax, SoftmaxGrad, masked_softmax_rows};
+use super::contiguous;
+
+/// `softmax(scale * q k^T + mask) v` for query heads `q` `(B, Hq, T, D)` over key/value heads `k`,
+/// `v` `(B, Hkv, S, D)`, with the additive mask `(B, 1, T, S)`; returns `(B, T, Hq * D)`.
+///
+/// Query head `h` reads key head `h / (Hq / Hkv)`, as in the reference implementation, so the query
+/// heads of a group are contiguous and multiply their shared keys as one `(group * T, D)` matrix.
+pub(crate) struct GroupedAttention {
+    pub(crate) mask: Tensor,
+    pub(crate) scale: f32,
+}
+
+struct Dims {
+    batch: usize,
+    query_heads: usize,
+    kv_heads: usize,
+    queries: usize,
+    keys: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn of(q: &Shape, k: &Shape, v: &Shape, mask: &Shape) -> Result<Self> {
+        let (batch, query_heads, queries, head_dim) = q.dims4()?;
+        let (k_batch, kv_heads, keys, k_dim) = k.dims4()?;
+        if (k_batch, k_dim) != (batch, head_dim)
+            || v.dims() != k.dims()
+            || kv_heads == 0
+            || query_heads % kv_heads != 0
+            || mask.dims4()? != (batch, 1, queries, keys)
+        {
+            bail!(
+                "grouped-attention: q {:?}, k {:?}, v {:?} and mask {:?} do not fit",
+                q.dims(),
+                k.dims(),
+                v.dims(),
+                mask.dims()
+            )
+        }
+        Ok(Self {
+            batch,
+            query_heads,
+            kv_heads,
+            queries,
+            keys,
+            head_dim,
+        })
+    }
+
+    fn group(&self) -> usize {
+        self.query_heads / self.kv_heads
+    }
+}
+
+impl CustomOp3 for GroupedAttention {
+    fn name(&self) -> &'static str {
+        "grouped-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (mask_storage, ml) = self.mask.storage_and_layout();
+        let Storage::Cpu(mask_storage) = &*mask_storage else {
+            bail!("grouped-attention: expected the mask on the CPU")
+        };
+        let mask = contiguous(mask_storage, ml, self.name())?;
+        let d = Dims::of(ql.shape(), kl.shape(), vl.shape(), ml.shape())?;
+        if !(ql.is_contiguous() && kl.is_contiguous() && vl.is_contiguous()) {
+            bail!("grouped-attention: expected contiguous q, k and v")
+        }
+        let groups = d.batch * d.kv_heads;
+        let rows = d.group() * d.queries;
+        let grouped = |layout: &Layout, rows: usize| {
+            Layout::contiguous_with_offset((groups, rows, d.head_dim), layout.start_offset())
+        };
+        let scores = qs.matmul(
+            ks,
+            (groups, rows, d.keys, d.head_dim),
+            &grouped(ql, rows),
+            &grouped(kl, d.keys).transpose(1, 2)?,
+        )?;
+        let scores = contiguous(
+            &scores,
+            &Layout::contiguous((groups, rows, d.keys)),
+            "scores",
+        )?;
+        let weights =
+            masked_softmax_rows(scores, mask, d.query_heads, d.queries, d.keys, self.scale);
+        let heads_major = CpuStorage::F32(weights).matmul(
+            vs,
+            (groups, rows, d.head_dim, d.keys),
+            &Layout::contiguous((groups, rows, d.keys)),
+            &grouped(vl, d.keys),
+        )?;
+        // (B, Hq, T, D) -> (B, T, Hq, D): the layout the output projection reads.
+        let heads_major = contiguous(
+            &heads_major,
+            &Layout::contiguous((groups, rows, d.head_dim)),
+            "attention output",
+        )?;
+        let mut out = vec![0f32; heads_major.len()];
+        let span = d.head_dim;
+        for (index, values) in heads_major.chunks(span).enumerate() {
+            let (b, h, t) = (
+                index / (d.query_heads * d.queries),
+                (index / d.queries) % d.query_heads,
+                index % d.queries,
+            );
+            let target = ((b * d.queries + t) * d.query_heads + h) * span;
+            out[target..target + span].copy_from_slice(values);
+        }
+        let shape = Shape::from((d.batch, d.queries, d.query_heads * d.head_dim));
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = Dims::of(q.shape(), k.shape(), v.shape(), self.mask.shape())?;
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let rows = d.group() * d.queries;
+        let grouped_q = q.reshape((d.batch, d.kv_heads, rows, d.head_dim))?;
+        let weights = grouped_q
+            .matmul(&k.t()?)?
+            .reshape((d.batch, d.query_heads, d.queries, d.keys))?
+            .apply_op2_no_bwd(&self.mask, &MaskedSoftmax { scale: self.scale })?
+            .reshape((d.batch, d.kv_heads, rows, d.keys))?;
+        let grad = grad
+            .reshape((d.batch, d.queries, d.query_heads, d.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((d.batch, d.kv_heads, rows, d.head_dim))?;
+        let grad_v = weights.t()?.matmul(&grad)?;
+        let grad_weights = grad.matmul(&v.t()?)?;
+        let grad_scores =
+            weights.apply_op2_no_bwd(&grad_weights, &SoftmaxGrad { scale: self.scale })?;
+        let grad_q =
+            grad_scores
+                .matmul(&k)?
+                .reshape((d.batch, d.query_heads, d.queries, d.head_dim))?;
+        let grad_k = grad_scores.t()?.matmul(&grouped_q)?;
+        Ok((Some(grad_q), Some(grad_k), Some(grad_v)))
+    }
+}
