@@ -175,17 +175,18 @@ mod tests {
         assert!(a.iter().any(|v| *v != 0.0), "{name}: all zero");
     }
 
-    /// Runs `op` both ways on `inputs`, and compares outputs and the gradients of a random
-    /// projection of the output (so every output element weighs differently) to every input.
+    /// Runs the `fused` and `composed` versions of a stage on `inputs`, and compares outputs and the
+    /// gradients of a random projection of the output (so every output element weighs differently)
+    /// to every input.
     fn agree(
         name: &str,
         inputs: &[Var],
-        op: impl Fn(&[&Tensor], bool) -> Result<Tensor>,
+        fused: impl Fn(&[&Tensor]) -> Result<Tensor>,
+        composed: impl Fn(&[&Tensor]) -> Result<Tensor>,
         rng: &mut ChaCha8Rng,
     ) {
         let tensors: Vec<&Tensor> = inputs.iter().map(|v| v.as_tensor()).collect();
-        let fused = op(&tensors, true).unwrap();
-        let composed = op(&tensors, false).unwrap();
+        let (fused, composed) = (fused(&tensors).unwrap(), composed(&tensors).unwrap());
         close(name, &fused, &composed, 1e-5);
         let projection = random(fused.dims(), rng);
         let loss = |out: &Tensor| (out * projection.as_tensor()).unwrap().sum_all().unwrap();
@@ -212,13 +213,8 @@ mod tests {
         agree(
             "linear",
             &[x, weight],
-            |t, fused| {
-                if fused {
-                    linear(t[0], t[1])
-                } else {
-                    composed::linear(t[0], t[1])
-                }
-            },
+            |t| linear(t[0], t[1]),
+            |t| composed::linear(t[0], t[1]),
             &mut rng,
         );
 
@@ -226,13 +222,8 @@ mod tests {
         agree(
             "rms-norm",
             &[x, weight],
-            |t, fused| {
-                if fused {
-                    rms_norm(t[0], t[1], 1e-6)
-                } else {
-                    composed::rms_norm(t[0], t[1], 1e-6)
-                }
-            },
+            |t| rms_norm(t[0], t[1], 1e-6),
+            |t| composed::rms_norm(t[0], t[1], 1e-6),
             &mut rng,
         );
 
@@ -255,13 +246,8 @@ mod tests {
         agree(
             "grouped attention",
             &[q, k, v],
-            |t, fused| {
-                if fused {
-                    attention(t[0], t[1], t[2], &mask, 0.35)
-                } else {
-                    composed::attention(t[0], t[1], t[2], &mask, 0.35)
-                }
-            },
+            |t| attention(t[0], t[1], t[2], &mask, 0.35),
+            |t| composed::attention(t[0], t[1], t[2], &mask, 0.35),
             &mut rng,
         );
 
@@ -272,13 +258,8 @@ mod tests {
         agree(
             "rope",
             &[projections],
-            |t, fused| {
-                if fused {
-                    rope_into_heads(t[0], &cos, &sin)
-                } else {
-                    composed::rope_into_heads(t[0], &cos, &sin)
-                }
-            },
+            |t| rope_into_heads(t[0], &cos, &sin),
+            |t| composed::rope_into_heads(t[0], &cos, &sin),
             &mut rng,
         );
 
@@ -286,13 +267,8 @@ mod tests {
         agree(
             "swiglu",
             &[gate, up],
-            |t, fused| {
-                if fused {
-                    swiglu(t[0], t[1])
-                } else {
-                    composed::swiglu(t[0], t[1])
-                }
-            },
+            |t| swiglu(t[0], t[1]),
+            |t| composed::swiglu(t[0], t[1]),
             &mut rng,
         );
     }
