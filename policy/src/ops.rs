@@ -1,6 +1,6 @@
-//! The decoder's element-wise stages: one fused kernel each (`crate::kernels`) for f32 tensors on the
-//! CPU, and the same arithmetic composed from elementary candle ops, which carry gradients on every
-//! device, elsewhere.
+//! The decoder's stages (projections, RMSNorm, attention, RoPE, SwiGLU): one fused kernel each
+//! (`crate::kernels`) for f32 tensors on the CPU, and the same arithmetic composed from elementary
+//! candle ops, which carry gradients on every device, elsewhere.
 
 use anyhow::Result;
 use candle_core::{D, DType, Tensor};

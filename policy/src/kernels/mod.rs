@@ -1,11 +1,10 @@
 //! Fused CPU kernels for the decoder's projections and element-wise stages, as candle custom ops
 //! with backward passes.
 //!
-//! Composed from elementary tensor ops, RMSNorm, the attention softmax, RoPE and the SwiGLU gate
-//! build about half of a layer's autograd graph, and candle's backward pass allocates and adds a
-//! gradient buffer for every node of it. One node per stage, computed in one pass over each row, cuts
-//! both the forward's temporaries and that backward traffic. Every op here takes contiguous f32
-//! tensors on the CPU; `crate::ops` chooses between these and the composed versions (which other
+//! Composed from elementary tensor ops, each stage of a decoder layer (projection, RMSNorm,
+//! attention, RoPE, SwiGLU) is several autograd nodes, and candle's backward pass allocates and adds
+//! a gradient buffer for every node. One node per stage cuts both the forward's temporaries and that
+//! backward traffic. Every op here takes contiguous f32 tensors on the CPU; `crate::ops` chooses between these and the composed versions (which other
 //! devices and dtypes use) and tests that both agree in values and gradients.
 
 use candle_core::{CpuStorage, Layout, Result, bail};
