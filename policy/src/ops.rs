@@ -68,15 +68,8 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     composed::swiglu(gate, up)
 }
 
-/// Softmax over the last dimension. The max is subtracted for stability and detached: softmax does not
-/// depend on the shift, so no gradient is lost.
-pub(crate) fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    let exp = shifted.exp()?;
-    Ok(exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?)
-}
-
-/// Log-softmax over the last dimension, with the same detached shift.
+/// Log-softmax over the last dimension. The max is subtracted for stability and detached: the result
+/// does not depend on the shift, so no gradient is lost.
 pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
     let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
     let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
@@ -124,6 +117,13 @@ pub(crate) mod composed {
         let weights = softmax_last(&scores)?.reshape((batch, hkv, group * len, keys))?;
         let attended = weights.matmul(v)?.reshape((batch, hq, len, hd))?;
         Ok(attended.transpose(1, 2)?.reshape((batch, len, hq * hd))?)
+    }
+
+    /// Softmax over the last dimension, with the same detached shift as [`log_softmax_last`].
+    fn softmax_last(x: &Tensor) -> Result<Tensor> {
+        let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+        let exp = shifted.exp()?;
+        Ok(exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?)
     }
 
     fn rotate_half(x: &Tensor) -> Result<Tensor> {
@@ -274,9 +274,9 @@ mod tests {
     }
 
     #[test]
-    fn fused_stages_split_rows_over_threads_like_one_thread() {
-        // Large enough for the kernels to hand rows to the thread pool; results must not depend on
-        // how rows are split.
+    fn fused_rms_norm_over_many_rows_matches_composed() {
+        // Large enough for the kernels to hand rows to the thread pool on a machine with more than
+        // one core; results must not depend on how rows are split.
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let x = random(&[64, 32, 64], &mut rng);
         let weight = random(&[64], &mut rng);

@@ -2,10 +2,7 @@
 
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, bail};
 
-use super::{contiguous, contiguous_mut, each_row};
-
-/// Elements per parallel task of the element-wise updates.
-const CHUNK: usize = 1 << 14;
+use super::{CHUNK, contiguous, contiguous_mut, each_row};
 
 /// In-place moment update `m = beta * m + (1 - beta) * f(scale * g)` with `f` the identity (first
 /// moment) or the square (second moment).

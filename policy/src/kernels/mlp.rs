@@ -1,8 +1,8 @@
 //! The SwiGLU gate of the feed-forward block and its gradients.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{contiguous, each_row, last_dim};
+use super::map_elementwise;
 
 fn sigmoid(x: f32) -> f32 {
     (1.0 + (-x).exp()).recip()
@@ -23,22 +23,9 @@ impl CustomOp2 for SwiGlu {
         us: &CpuStorage,
         ul: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (gate, up) = (
-            contiguous(gs, gl, self.name())?,
-            contiguous(us, ul, self.name())?,
-        );
-        if gl.dims() != ul.dims() {
-            bail!("swiglu: gate {:?} and up {:?} differ", gl.dims(), ul.dims())
-        }
-        let width = last_dim(gl, self.name())?;
-        let mut out = vec![0f32; gate.len()];
-        each_row(&mut out, width, |row, out| {
-            let span = row * width..(row + 1) * width;
-            for ((o, &g), &u) in out.iter_mut().zip(&gate[span.clone()]).zip(&up[span]) {
-                *o = g * sigmoid(g) * u;
-            }
-        });
-        Ok((CpuStorage::F32(out), gl.shape().clone()))
+        map_elementwise(self.name(), [(gs, gl), (us, ul)], |[g, u]| {
+            g * sigmoid(g) * u
+        })
     }
 
     fn bwd(
@@ -72,26 +59,10 @@ impl CustomOp3 for SwiGluGradGate {
         ds: &CpuStorage,
         dl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let (gate, up, grad) = (
-            contiguous(gs, gl, name)?,
-            contiguous(us, ul, name)?,
-            contiguous(ds, dl, name)?,
-        );
-        let width = last_dim(gl, name)?;
-        let mut out = vec![0f32; gate.len()];
-        each_row(&mut out, width, |row, out| {
-            let span = row * width..(row + 1) * width;
-            let values = gate[span.clone()]
-                .iter()
-                .zip(&up[span.clone()])
-                .zip(&grad[span]);
-            for (o, ((&g, &u), &d)) in out.iter_mut().zip(values) {
-                let s = sigmoid(g);
-                *o = d * u * s * (1.0 + g * (1.0 - s));
-            }
-        });
-        Ok((CpuStorage::F32(out), gl.shape().clone()))
+        map_elementwise(self.name(), [(gs, gl), (us, ul), (ds, dl)], |[g, u, d]| {
+            let s = sigmoid(g);
+            d * u * s * (1.0 + g * (1.0 - s))
+        })
     }
 }
 
@@ -110,18 +81,8 @@ impl CustomOp2 for SwiGluGradUp {
         ds: &CpuStorage,
         dl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (gate, grad) = (
-            contiguous(gs, gl, self.name())?,
-            contiguous(ds, dl, self.name())?,
-        );
-        let width = last_dim(gl, self.name())?;
-        let mut out = vec![0f32; gate.len()];
-        each_row(&mut out, width, |row, out| {
-            let span = row * width..(row + 1) * width;
-            for ((o, &g), &d) in out.iter_mut().zip(&gate[span.clone()]).zip(&grad[span]) {
-                *o = d * g * sigmoid(g);
-            }
-        });
-        Ok((CpuStorage::F32(out), gl.shape().clone()))
+        map_elementwise(self.name(), [(gs, gl), (ds, dl)], |[g, d]| {
+            d * g * sigmoid(g)
+        })
     }
 }

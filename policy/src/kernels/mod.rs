@@ -7,7 +7,7 @@
 //! backward traffic. Every op here takes contiguous f32 tensors on the CPU; `crate::ops` chooses between these and the composed versions (which other
 //! devices and dtypes use) and tests that both agree in values and gradients.
 
-use candle_core::{CpuStorage, Layout, Result, bail};
+use candle_core::{CpuStorage, Layout, Result, Shape, bail};
 use rayon::prelude::*;
 
 mod adamw;
@@ -52,9 +52,12 @@ fn contiguous_mut<'a>(
     Ok(&mut data[start..end])
 }
 
+/// Elements per task of the element-wise kernels.
+const CHUNK: usize = 1 << 14;
+
 /// Fills `out` row by row (`width` elements each; the last may be shorter) with
-/// `body(row_index, row)`, spread over candle's thread count when there is enough work. With one thread it never touches the pool, which
-/// simulated nodes share.
+/// `body(row_index, row)`, spread over candle's thread count when there is enough work. With one
+/// thread it never touches the pool, which simulated nodes share.
 fn each_row(out: &mut [f32], width: usize, body: impl Fn(usize, &mut [f32]) + Sync + Send) {
     if candle_core::utils::get_num_threads() > 1 && out.len() >= PARALLEL_MIN_ELEMENTS {
         out.par_chunks_mut(width)
@@ -65,6 +68,32 @@ fn each_row(out: &mut [f32], width: usize, body: impl Fn(usize, &mut [f32]) + Sy
             .enumerate()
             .for_each(|(row, values)| body(row, values));
     }
+}
+
+/// A new tensor of the inputs' common shape whose every element is `f` of the inputs' elements at
+/// the same place.
+fn map_elementwise<const N: usize>(
+    op: &str,
+    inputs: [(&CpuStorage, &Layout); N],
+    f: impl Fn([f32; N]) -> f32 + Sync + Send,
+) -> Result<(CpuStorage, Shape)> {
+    let shape = inputs[0].1.shape().clone();
+    let mut values: [&[f32]; N] = [&[]; N];
+    for (slot, (storage, layout)) in values.iter_mut().zip(inputs) {
+        if layout.shape() != &shape {
+            bail!("{op}: inputs of shapes {shape:?} and {:?}", layout.dims())
+        }
+        *slot = contiguous(storage, layout, op)?;
+    }
+    let mut out = vec![0f32; shape.elem_count()];
+    each_row(&mut out, CHUNK, |chunk, out| {
+        let start = chunk * CHUNK;
+        let parts: [&[f32]; N] = std::array::from_fn(|n| &values[n][start..start + out.len()]);
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = f(std::array::from_fn(|n| parts[n][i]));
+        }
+    });
+    Ok((CpuStorage::F32(out), shape))
 }
 
 fn last_dim(layout: &Layout, op: &str) -> Result<usize> {
