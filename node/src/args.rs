@@ -1,7 +1,7 @@
 //! The command-line surface of `swarm-node`: subcommands, flags and their help text. Every flag
 //! can also be given as an environment variable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use swarm_node::config::LogFormat;
@@ -153,7 +153,8 @@ pub(crate) enum Command {
         #[arg(long)]
         completion: String,
     },
-    /// Measure sampling or training throughput and print it (JSON with --json).
+    /// Measure sampling, training or gossip throughput, or the matrix-multiply rate they are read
+    /// against, and print it (JSON with --json).
     Bench {
         /// What to measure.
         #[arg(value_enum)]
@@ -180,6 +181,9 @@ pub(crate) enum Command {
         /// Gossipsub mesh degree (gossip).
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(2..=32))]
         mesh_degree: u64,
+        /// Rows and columns of the square operands (matmul).
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=16384))]
+        size: u64,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -196,6 +200,20 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// The model directory this command names with its own `--model` flag, which overrides
+    /// `node.model` for this command only (`join` passes its flag through the configuration).
+    pub(crate) fn own_model(&self) -> Option<&Path> {
+        match self {
+            Command::Warmup { model, .. }
+            | Command::Eval { model, .. }
+            | Command::Logprobs { model, .. }
+            | Command::Bench { model, .. } => model.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum BenchKind {
     /// Batched sampling with the KV cache.
@@ -205,6 +223,9 @@ pub(crate) enum BenchKind {
     /// Delivery ratio and propagation latency of signed bundles among in-process nodes on loopback
     /// (each bundle: --batch completions of 48 tokens).
     Gossip,
+    /// One float32 product of two --size x --size matrices, the way the policy multiplies: the
+    /// practical GFLOP/s ceiling of this device for the sample and train figures.
+    Matmul,
 }
 
 #[derive(Debug, Subcommand)]

@@ -260,9 +260,19 @@ fn run(cli: Cli) -> Result<()> {
         FLAG_ONLY_ENV,
     )?;
     let config = loaded.config;
-    swarm_node::compute::set_threads(match config.node.threads {
-        0 => swarm_node::compute::auto_threads(&config.node.model),
-        threads => threads,
+    swarm_node::compute::set_threads(match (config.node.threads, &cli.command) {
+        // The device's ceiling is measured on every core.
+        (
+            0,
+            Command::Bench {
+                what: BenchKind::Matmul,
+                ..
+            },
+        ) => 0,
+        (0, command) => {
+            swarm_node::compute::auto_threads(command.own_model().unwrap_or(&config.node.model))
+        }
+        (threads, _) => threads,
     });
     swarm_node::logging::init(config.log.format, &config.log.level)?;
     for warning in &loaded.warnings {
@@ -416,8 +426,29 @@ fn run(cli: Cli) -> Result<()> {
             iterations,
             nodes,
             mesh_degree,
+            size,
             json,
         } => {
+            if let BenchKind::Matmul = what {
+                let report = swarm_policy::bench::bench_matmul(
+                    &swarm_policy::default_device()?,
+                    size as usize,
+                    iterations as usize,
+                )?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!(
+                        "matmul: {:.1} GFLOP/s ({:.4} s per {} x {} float32 product, {} threads)",
+                        report.gflop_per_second,
+                        report.seconds_per_iteration,
+                        report.size,
+                        report.size,
+                        report.threads
+                    );
+                }
+                return Ok(());
+            }
             if let BenchKind::Gossip = what {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)

@@ -173,6 +173,27 @@ fn bench_prints_json_and_logprobs_needs_weights() {
     let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(report["kind"], "train");
     assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0);
+    let matmul = swarm_node(
+        &[
+            "bench",
+            "matmul",
+            "--size",
+            "64",
+            "--iterations",
+            "2",
+            "--json",
+        ],
+        &root,
+    );
+    assert!(matmul.status.success(), "{}", text(&matmul.stderr));
+    let report: serde_json::Value = serde_json::from_str(text(&matmul.stdout).trim()).unwrap();
+    assert_eq!(
+        (&report["kind"], &report["size"]),
+        (&"matmul".into(), &64.into())
+    );
+    assert!(report["gflop_per_second"].as_f64().unwrap() > 0.0);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(report["threads"], cores, "the ceiling is measured on every core");
 
     let dir = tempfile::tempdir().unwrap();
     let model = root.join("configs/models/tiny");

@@ -1,8 +1,10 @@
-//! Throughput measurements of sampling and training, as `swarm-node bench sample|train` reports them.
+//! Throughput measurements of sampling and training, and the matrix-multiply rate they are read
+//! against, as `swarm-node bench sample|train|matmul` reports them.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
+use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -157,4 +159,54 @@ pub fn bench_train(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
         start.elapsed().as_secs_f64(),
         tokens,
     ))
+}
+
+/// What the matrix-multiply measurement found.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulReport {
+    /// Always `matmul`.
+    pub kind: &'static str,
+    /// Rows and columns of both square float32 operands.
+    pub size: usize,
+    /// Timed repetitions.
+    pub iterations: usize,
+    /// Threads available to tensor work.
+    pub threads: usize,
+    /// Seconds per product (mean).
+    pub seconds_per_iteration: f64,
+    /// `2 size^3` FLOPs per product, per second, in GFLOP/s.
+    pub gflop_per_second: f64,
+}
+
+/// The rate of one large float32 product through the same candle path the policy uses: the
+/// practical ceiling for the GFLOP/s of [`bench_sample`] and [`bench_train`] on this device, which
+/// a theoretical peak (cores x clock x SIMD width) would overstate.
+pub fn bench_matmul(device: &Device, size: usize, iterations: usize) -> Result<MatmulReport> {
+    ensure!(
+        size > 0 && iterations > 0,
+        "a matmul benchmark needs a positive size and iteration count, got {size} and {iterations}"
+    );
+    let lhs = Tensor::randn(0f32, 1.0, (size, size), device)?;
+    let rhs = Tensor::randn(0f32, 1.0, (size, size), device)?;
+    // candle runs each operation when it is called, so the product is computed here and dropped.
+    let product = || -> Result<()> {
+        lhs.matmul(&rhs)?;
+        Ok(())
+    };
+    product()?;
+    device.synchronize()?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        product()?;
+    }
+    device.synchronize()?;
+    let per_iteration = start.elapsed().as_secs_f64() / iterations as f64;
+    Ok(MatmulReport {
+        kind: "matmul",
+        size,
+        iterations,
+        threads: candle_core::utils::get_num_threads(),
+        seconds_per_iteration: per_iteration,
+        gflop_per_second: 2.0 * (size as f64).powi(3) / per_iteration / 1e9,
+    })
 }

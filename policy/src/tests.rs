@@ -489,6 +489,10 @@ fn token_logprobs_and_benchmarks_report_consistent_figures() {
     );
     let train = bench::bench_train(&policy, shape).unwrap();
     assert!(train.tokens_per_second > 0.0);
+    let matmul = bench::bench_matmul(&Device::Cpu, 32, 2).unwrap();
+    assert!(matmul.size == 32 && matmul.gflop_per_second > 0.0);
+    let empty = bench::bench_matmul(&Device::Cpu, 0, 2).unwrap_err();
+    assert!(empty.to_string().contains("positive size"), "{empty}");
 }
 
 #[test]
