@@ -193,7 +193,10 @@ fn bench_prints_json_and_logprobs_needs_weights() {
     );
     assert!(report["gflop_per_second"].as_f64().unwrap() > 0.0);
     let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(report["threads"], cores, "the ceiling is measured on every core");
+    assert_eq!(
+        report["threads"], cores,
+        "the ceiling is measured on every core"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let model = root.join("configs/models/tiny");

@@ -31,7 +31,7 @@ pub mod checkpoint;
 pub mod config;
 mod kernels;
 pub mod model;
-mod ops;
+pub mod ops;
 pub mod optim;
 pub mod prompt;
 pub mod sampler;

@@ -1,6 +1,8 @@
 //! The decoder's stages (projections, RMSNorm, attention, RoPE, SwiGLU): one fused kernel each
 //! (`crate::kernels`) for f32 tensors on the CPU, and the same arithmetic composed from elementary
-//! candle ops, which carry gradients on every device, elsewhere.
+//! candle ops, which carry gradients on every device, elsewhere. Every function here records its
+//! backward pass. Public so the two can be compared (`cargo bench -p swarm-policy`) and reused by
+//! other decoders built on candle.
 
 use anyhow::Result;
 use candle_core::{D, DType, Tensor};
@@ -13,7 +15,7 @@ pub(crate) fn fusable(tensor: &Tensor) -> bool {
 }
 
 /// The projection `x W^T` of `x` `(..., in)` by a weight `(out, in)`.
-pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     if fusable(x) {
         return Ok(x.contiguous()?.apply_op2(weight, Linear)?);
     }
@@ -21,7 +23,7 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 }
 
 /// RMSNorm over the last dimension.
-pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     if fusable(x) {
         let eps = eps as f32;
         return Ok(x.contiguous()?.apply_op2(weight, RmsNorm { eps })?);
@@ -32,13 +34,7 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> 
 /// Masked grouped-query attention of query heads `q` `(B, Hq, T, D)` over key/value heads `k`, `v`
 /// `(B, Hkv, S, D)` with an additive `mask` `(B, 1, T, S)`; returns `(B, T, Hq * D)`, token-major
 /// for the output projection.
-pub(crate) fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    scale: f64,
-) -> Result<Tensor> {
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     if fusable(q) {
         let op = GroupedAttention {
             mask: mask.contiguous()?,
@@ -53,7 +49,7 @@ pub(crate) fn attention(
 
 /// Rotary embedding of projections laid out `(B, T, H, D)`, returned as heads `(B, H, T, D)`; `cos`
 /// and `sin` are `(B, T, D/2)`.
-pub(crate) fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+pub fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     if fusable(x) {
         return Ok(x.contiguous()?.apply_op3(cos, sin, Rope::INTO_HEADS)?);
     }
@@ -61,7 +57,7 @@ pub(crate) fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<
 }
 
 /// The SwiGLU gate `silu(gate) * up`.
-pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if fusable(gate) {
         return Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?);
     }
@@ -76,11 +72,13 @@ pub(crate) fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
     Ok(shifted.broadcast_sub(&log_sum)?)
 }
 
-/// The stages from elementary ops (candle-nn's fused versions record no backward pass).
-pub(crate) mod composed {
+/// The stages from elementary ops (candle-nn's fused versions record no backward pass), with the
+/// signatures and results of the dispatching functions above; on the CPU they are the reference the
+/// fused kernels are tested against.
+pub mod composed {
     use super::*;
 
-    pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         // One 2-D product over all rows: `broadcast_matmul` would materialise a copy of the weight
         // for every batch row.
         let mut dims = x.dims().to_vec();
@@ -91,7 +89,7 @@ pub(crate) mod composed {
         Ok(y.reshape(dims)?)
     }
 
-    pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
         let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
         Ok(x.broadcast_mul(&inv_rms)?.broadcast_mul(weight)?)
     }
@@ -100,7 +98,7 @@ pub(crate) mod composed {
     /// `Hq / Hkv` query heads of a group are contiguous and can be stacked along the query axis,
     /// `(B, Hkv, group * T, D)`, and multiplied with their shared keys in one matrix product,
     /// without copying keys and values per query head.
-    pub(crate) fn attention(
+    pub fn attention(
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
@@ -133,7 +131,7 @@ pub(crate) mod composed {
         Ok(Tensor::cat(&[&second.neg()?, &first], D::Minus1)?)
     }
 
-    pub(crate) fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    pub fn rope_into_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let heads = x.transpose(1, 2)?.contiguous()?;
         let full = |half: &Tensor| -> Result<Tensor> {
             Ok(Tensor::cat(&[half, half], D::Minus1)?.unsqueeze(1)?)
@@ -142,7 +140,7 @@ pub(crate) mod composed {
         Ok((heads.broadcast_mul(&cos)? + rotate_half(&heads)?.broadcast_mul(&sin)?)?)
     }
 
-    pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         Ok((gate.silu()? * up)?)
     }
 }
