@@ -40,6 +40,44 @@ pub fn set_threads(threads: u32) {
     }
 }
 
+/// Heap memory glibc keeps for reuse, instead of handing it back to the kernel, while this much or
+/// less is free at the top of the heap.
+pub const ALLOCATOR_TRIM_THRESHOLD: usize = 128 << 20;
+
+/// Allocations up to this size come from the heap rather than from their own `mmap`.
+pub const ALLOCATOR_MMAP_THRESHOLD: usize = 32 << 20;
+
+/// Keeps tensor buffers of a training step in the heap between steps. Every step allocates and frees
+/// the same activations and gradients, a few MB each for mid-sized models; with glibc's defaults
+/// most of them are returned to the kernel when freed and page-faulted back in, zeroed, on the next
+/// step. Measured in the README: the fused SwiGLU forward and backward at the 25M model's shapes,
+/// 17.8-18.6 ms -> 10.2-10.9 ms (criterion, three runs each), the 25M training step on two threads
+/// about 5% faster; one-thread steps and the tiny model unchanged. An operator's own
+/// `GLIBC_TUNABLES` malloc settings win. Must run before other threads start.
+pub fn keep_tensor_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let operator_tuned = std::env::var("GLIBC_TUNABLES")
+            .is_ok_and(|tunables| tunables.contains("glibc.malloc."));
+        if operator_tuned {
+            return;
+        }
+        let settings = [
+            (libc::M_TRIM_THRESHOLD, ALLOCATOR_TRIM_THRESHOLD),
+            (libc::M_MMAP_THRESHOLD, ALLOCATOR_MMAP_THRESHOLD),
+        ];
+        for (parameter, bytes) in settings {
+            let value = libc::c_int::try_from(bytes).expect("the thresholds fit a C int");
+            #[allow(unsafe_code)]
+            // SAFETY: `mallopt` only changes allocator parameters; it is called from `main` before
+            // any other thread exists. A rejected value leaves glibc's default, which is correct too.
+            unsafe {
+                libc::mallopt(parameter, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod args;
 use args::{BenchKind, Cli, Command, CommonArgs, ConfigAction, FLAG_ONLY_ENV, TasksAction};
 
 fn main() -> ExitCode {
+    swarm_node::compute::keep_tensor_buffers();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
