@@ -2,10 +2,10 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{exp, map_elementwise};
+use super::map_elementwise;
 
 fn sigmoid(x: f32) -> f32 {
-    (1.0 + exp(-x)).recip()
+    (1.0 + (-x).exp()).recip()
 }
 
 /// The SwiGLU gate `silu(gate) * up`.
