@@ -2,6 +2,10 @@
 //! easy family by a clear margin. The margin is far above the evaluation noise (800 sampled answers
 //! each side, standard error about 0.018) and the run fails when the policy gradient is broken —
 //! with the advantage sign flipped, pass@1 falls instead (checked by hand, figures in the README).
+//!
+//! The learner runs from the same warm start under three seeds and the median end point is judged:
+//! one trajectory can collapse late toward a single answer (seen once, after a two-ulp change in an
+//! activation, figures in the README), and a learning check should not hinge on one trajectory.
 
 use std::path::PathBuf;
 
@@ -10,9 +14,10 @@ use swarm_learner::{Learner, LearnerOptions, NullNetwork, WarmupOptions, evaluat
 use swarm_policy::Policy;
 use swarm_tasks::eval::EvalOptions;
 
-/// Seeds: model initialisation, warm-start demonstrations, learner sampling, evaluation sampling.
+/// Seeds: model initialisation and warm-start demonstrations, learner sampling (one run each),
+/// evaluation sampling.
 const INIT_SEED: u64 = 3;
-const LEARNER_SEED: u64 = 5;
+const LEARNER_SEEDS: [u64; 3] = [5, 6, 7];
 const EVAL_SEED: u64 = 9;
 const FAMILY: &str = "propositional_logic";
 /// Rise of held-out pass@1 that the test requires.
@@ -49,24 +54,35 @@ fn a_solo_node_raises_held_out_pass_at_1() {
     )
     .unwrap();
     let before = pass_at_1(&policy);
+    let warm = tempfile::tempdir().unwrap();
+    policy.save(warm.path()).unwrap();
 
-    let data = tempfile::tempdir().unwrap();
-    let options = LearnerOptions {
-        families: vec![FAMILY.to_owned()],
-        prompts_per_round: 8,
-        lr: 5e-4,
-        checkpoint_every: 1000,
-        ..LearnerOptions::default()
-    };
-    let mut learner = Learner::start(policy, "tiny", data.path(), options, LEARNER_SEED).unwrap();
-    let mut rewards = Vec::new();
-    for _ in 0..30 {
-        rewards.push(learner.run_round(&mut NullNetwork).unwrap().reward_local);
+    let mut ends = Vec::new();
+    for seed in LEARNER_SEEDS {
+        let policy = Policy::load(warm.path(), &Device::Cpu).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let options = LearnerOptions {
+            families: vec![FAMILY.to_owned()],
+            prompts_per_round: 8,
+            lr: 5e-4,
+            checkpoint_every: 1000,
+            ..LearnerOptions::default()
+        };
+        let mut learner = Learner::start(policy, "tiny", data.path(), options, seed).unwrap();
+        let mut rewards = Vec::new();
+        for _ in 0..30 {
+            rewards.push(learner.run_round(&mut NullNetwork).unwrap().reward_local);
+        }
+        let after = pass_at_1(learner.policy());
+        eprintln!(
+            "learner seed {seed}: held-out pass@1 {before:.3} -> {after:.3}; reward per round {rewards:.2?}"
+        );
+        ends.push(after);
     }
-    let after = pass_at_1(learner.policy());
-    eprintln!("held-out pass@1 {before:.3} -> {after:.3}; reward per round {rewards:.2?}");
+    ends.sort_by(f64::total_cmp);
+    let median = ends[ends.len() / 2];
     assert!(
-        after >= before + MARGIN,
-        "held-out pass@1 rose from {before:.3} to {after:.3}, less than the required {MARGIN}"
+        median >= before + MARGIN,
+        "median held-out pass@1 rose from {before:.3} to {median:.3} (ends {ends:.3?}), less than the required {MARGIN}"
     );
 }
