@@ -8,8 +8,8 @@ pub const SMALL_MODEL_PARAMETERS: usize = 10_000_000;
 
 /// The thread cap for small models. Measured in the README on a 2-core machine: with the fused CPU
 /// kernels, a solo round of the 1.6M-parameter tiny policy takes 0.18-0.21 s on two threads and
-/// 0.21-0.23 s on one; its training step is 1.3x faster on two threads and its sampling 1.3x faster
-/// on one (medians of the README's table). More threads were not measured for a model this small, so
+/// 0.21-0.23 s on one; its training step is 1.1x faster on two threads and its sampling 1.8x faster
+/// on one (medians of the README's table, where a round is mostly training). More threads were not measured for a model this small, so
 /// they are not assumed to help.
 pub const SMALL_MODEL_THREADS: u32 = 2;
 
