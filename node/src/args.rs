@@ -201,16 +201,23 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    /// The model directory this command names with its own `--model` flag, which overrides
-    /// `node.model` for this command only (`join` passes its flag through the configuration).
-    pub(crate) fn own_model(&self) -> Option<&Path> {
-        match self {
+    /// The model whose size decides the automatic thread count: the command's own `--model`, which
+    /// overrides `node.model` for this command only (`join` passes its flag through the
+    /// configuration), else `configured`; none for the matmul benchmark, which measures the device's
+    /// ceiling on every core.
+    pub(crate) fn sized_by_model<'a>(&'a self, configured: &'a Path) -> Option<&'a Path> {
+        let own = match self {
+            Command::Bench {
+                what: BenchKind::Matmul,
+                ..
+            } => return None,
             Command::Warmup { model, .. }
             | Command::Eval { model, .. }
             | Command::Logprobs { model, .. }
             | Command::Bench { model, .. } => model.as_deref(),
             _ => None,
-        }
+        };
+        Some(own.unwrap_or(configured))
     }
 }
 

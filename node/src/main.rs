@@ -26,6 +26,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a benchmark's report as one JSON line with `--json`, else as the line `text` makes.
+fn print_report(
+    report: &impl serde::Serialize,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
 fn flag_overrides(common: &CommonArgs) -> Vec<FlagOverride> {
     let mut flags = Vec::new();
     if let Some(dir) = &common.data_dir {
@@ -261,19 +275,12 @@ fn run(cli: Cli) -> Result<()> {
         FLAG_ONLY_ENV,
     )?;
     let config = loaded.config;
-    swarm_node::compute::set_threads(match (config.node.threads, &cli.command) {
-        // The device's ceiling is measured on every core.
-        (
-            0,
-            Command::Bench {
-                what: BenchKind::Matmul,
-                ..
-            },
-        ) => 0,
-        (0, command) => {
-            swarm_node::compute::auto_threads(command.own_model().unwrap_or(&config.node.model))
-        }
-        (threads, _) => threads,
+    swarm_node::compute::set_threads(match config.node.threads {
+        0 => cli
+            .command
+            .sized_by_model(&config.node.model)
+            .map_or(0, swarm_node::compute::auto_threads),
+        threads => threads,
     });
     swarm_node::logging::init(config.log.format, &config.log.level)?;
     for warning in &loaded.warnings {
@@ -436,19 +443,16 @@ fn run(cli: Cli) -> Result<()> {
                     size as usize,
                     iterations as usize,
                 )?;
-                if json {
-                    println!("{}", serde_json::to_string(&report)?);
-                } else {
-                    println!(
+                return print_report(&report, json, || {
+                    format!(
                         "matmul: {:.1} GFLOP/s ({:.4} s per {} x {} float32 product, {} threads)",
                         report.gflop_per_second,
                         report.seconds_per_iteration,
                         report.size,
                         report.size,
                         report.threads
-                    );
-                }
-                return Ok(());
+                    )
+                });
             }
             if let BenchKind::Gossip = what {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -464,10 +468,8 @@ fn run(cli: Cli) -> Result<()> {
                     },
                     &runtime,
                 )?;
-                if json {
-                    println!("{}", serde_json::to_string(&report)?);
-                } else {
-                    println!(
+                return print_report(&report, json, || {
+                    format!(
                         "gossip: {} nodes, {}/{} deliveries ({:.3}), latency p50 {:.1} ms, p99 {:.1} ms, \
                          {} payload bytes per bundle, {:.2} bytes sent per payload byte delivered",
                         report.nodes,
@@ -478,9 +480,8 @@ fn run(cli: Cli) -> Result<()> {
                         report.latency_ms_p99,
                         report.payload_bytes,
                         report.wire_bytes_per_delivered_payload_byte
-                    );
-                }
-                return Ok(());
+                    )
+                });
             }
             let dir = model.unwrap_or_else(|| config.node.model.clone());
             let policy =
@@ -496,10 +497,8 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 swarm_policy::bench::bench_sample(&policy, shape)?
             };
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!(
+            print_report(&report, json, || {
+                format!(
                     "{}: {:.1} tokens/s ({:.3} s per batch of {} x ({} + {}) tokens, {} threads, {} parameters)",
                     report.kind,
                     report.tokens_per_second,
@@ -509,8 +508,8 @@ fn run(cli: Cli) -> Result<()> {
                     report.new_tokens,
                     report.threads,
                     report.parameters
-                );
-            }
+                )
+            })?;
         }
         Command::Config {
             action: ConfigAction::Show,

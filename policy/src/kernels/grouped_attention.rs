@@ -11,7 +11,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
 
 use super::attention::{MaskedSoftmax, SoftmaxGrad, masked_softmax_rows};
-use super::contiguous;
+use super::{contiguous, f32_values};
 
 /// `softmax(scale * q k^T + mask) v` for query heads `q` `(B, Hq, T, D)` over key/value heads `k`,
 /// `v` `(B, Hkv, S, D)`, with the additive mask `(B, 1, T, S)`; returns `(B, T, Hq * D)`.
@@ -99,11 +99,7 @@ impl CustomOp3 for GroupedAttention {
             &grouped(ql, rows),
             &grouped(kl, d.keys).transpose(1, 2)?,
         )?;
-        let scores = contiguous(
-            &scores,
-            &Layout::contiguous((groups, rows, d.keys)),
-            "scores",
-        )?;
+        let scores = f32_values(&scores, self.name())?;
         let weights =
             masked_softmax_rows(scores, mask, d.query_heads, d.queries, d.keys, self.scale);
         let heads_major = CpuStorage::F32(weights).matmul(
@@ -113,11 +109,7 @@ impl CustomOp3 for GroupedAttention {
             &grouped(vl, d.keys),
         )?;
         // (B, Hq, T, D) -> (B, T, Hq, D): the layout the output projection reads.
-        let heads_major = contiguous(
-            &heads_major,
-            &Layout::contiguous((groups, rows, d.head_dim)),
-            "attention output",
-        )?;
+        let heads_major = f32_values(&heads_major, self.name())?;
         let mut out = vec![0f32; heads_major.len()];
         let span = d.head_dim;
         for (index, values) in heads_major.chunks(span).enumerate() {

@@ -8,7 +8,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use super::{contiguous, last_dim};
+use super::{f32_values, last_dim};
 
 /// Up to this many rows (a decoding step: one per sequence) the forward computes `W x^T` and
 /// transposes the small result back. candle's matrix multiply (`gemm`) is much faster on a product
@@ -49,11 +49,7 @@ impl CustomOp2 for Linear {
                 wl,
                 &rows_layout.transpose(0, 1)?,
             )?;
-            let by_output = contiguous(
-                &transposed,
-                &Layout::contiguous((output, rows)),
-                self.name(),
-            )?;
+            let by_output = f32_values(&transposed, self.name())?;
             let mut by_row = vec![0f32; rows * output];
             for (o, column) in by_output.chunks_exact(rows).enumerate() {
                 for (r, &value) in column.iter().enumerate() {

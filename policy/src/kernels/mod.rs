@@ -28,10 +28,16 @@ pub(crate) use norm::RmsNorm;
 /// thread pool costs more than the arithmetic.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+/// Every value of `storage`: for the fresh result of a product, which owns exactly its values.
+fn f32_values<'a>(storage: &'a CpuStorage, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         bail!("{op}: expected an f32 tensor")
     };
+    Ok(data)
+}
+
+fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = f32_values(storage, op)?;
     let Some((start, end)) = layout.contiguous_offsets() else {
         bail!("{op}: expected a contiguous tensor")
     };
