@@ -1,7 +1,8 @@
 //! Each decoder stage as the fused CPU kernel and as composed candle ops, forward and backward, at
 //! the shapes of one training step of `configs/models/bench-25m` (8 sequences of 64 tokens, hidden
 //! 512, MLP 1536, 8 query and 2 key/value heads of 64). `cargo bench -p swarm-policy`; criterion
-//! writes its estimates as JSON under `target/criterion/<stage>/`. Threads: candle's default (every
+//! writes its estimates as JSON under `target/criterion/<stage>/`. A decoding step's projection is
+//! timed as well (`decode_projection`). Threads: candle's default (every
 //! core) unless `RAYON_NUM_THREADS` says otherwise.
 
 use candle_core::{Device, Result as CandleResult, Tensor, Var};
@@ -115,5 +116,30 @@ fn stages(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, stages);
+/// A decoding step's projection (one row per sequence) through as many distinct 512 -> 1536 weights
+/// as the 25M model holds bytes (96 MB, more than a server's last-level cache holds), forward only:
+/// what sampling spends most of its time on.
+fn decode_projection(c: &mut Criterion) {
+    let weights: Vec<Tensor> = (0..32)
+        .map(|_| Tensor::randn(0f32, 1.0, (INTERMEDIATE, HIDDEN), &Device::Cpu).unwrap())
+        .collect();
+    let x = Tensor::randn(0f32, 1.0, (BATCH, 1, HIDDEN), &Device::Cpu).unwrap();
+    let mut group = c.benchmark_group("decode_projection");
+    let versions: [(&str, Stage<'_>); 2] = [
+        ("fused", &|t| ops::linear(&t[0], &t[1])),
+        ("composed", &|t| composed::linear(&t[0], &t[1])),
+    ];
+    for (version, project) in versions {
+        group.bench_function(format!("{version}/forward_32_weights"), |b| {
+            b.iter(|| {
+                for weight in &weights {
+                    project(&[x.clone(), weight.clone()]).unwrap();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, stages, decode_projection);
 criterion_main!(benches);

@@ -8,7 +8,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use super::{f32_values, last_dim};
+use super::{contiguous, f32_values, few_rows, last_dim};
 
 /// Up to this many rows (a decoding step: one per sequence) the forward computes `W x^T` and
 /// transposes the small result back. candle's matrix multiply (`gemm`) is much faster on a product
@@ -42,7 +42,15 @@ impl CustomOp2 for Linear {
         }
         let rows = xl.shape().elem_count() / input;
         let rows_layout = Layout::contiguous_with_offset((rows, input), xl.start_offset());
-        let product = if rows <= FEW_ROWS {
+        let streamed = if rows <= FEW_ROWS {
+            let x = contiguous(xs, xl, self.name())?;
+            few_rows::product(x, contiguous(ws, wl, self.name())?, rows, input)
+        } else {
+            None
+        };
+        let product = if let Some(values) = streamed {
+            CpuStorage::F32(values)
+        } else if rows <= FEW_ROWS {
             let transposed = ws.matmul(
                 xs,
                 (1, output, rows, input),

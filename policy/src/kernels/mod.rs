@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 mod adamw;
 mod attention;
+mod few_rows;
 mod grouped_attention;
 mod linear;
 mod mlp;
