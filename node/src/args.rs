@@ -172,6 +172,10 @@ pub(crate) enum Command {
         /// Generated (sample) or completion (train) tokens per sequence.
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=8192))]
         new_tokens: u64,
+        /// Distinct prompts in a sampling batch, each completed by an equal group of sequences as in
+        /// a learner's batch (1: one prompt for the whole batch).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        distinct_prompts: u64,
         /// Timed repetitions (gossip: bundles each node publishes).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
         iterations: u64,

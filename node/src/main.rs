@@ -431,6 +431,7 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             prompt_tokens,
             new_tokens,
+            distinct_prompts,
             iterations,
             nodes,
             mesh_degree,
@@ -490,6 +491,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch: batch as usize,
                 prompt_tokens: prompt_tokens as usize,
                 new_tokens: new_tokens as usize,
+                distinct_prompts: distinct_prompts as usize,
                 iterations: iterations as usize,
             };
             let report = if let BenchKind::Train = what {
@@ -499,13 +501,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             print_report(&report, json, || {
                 format!(
-                    "{}: {:.1} tokens/s ({:.3} s per batch of {} x ({} + {}) tokens, {} threads, {} parameters)",
+                    "{}: {:.1} tokens/s ({:.3} s per batch of {} x ({} + {}) tokens, {} distinct prompts, {} threads, {} parameters)",
                     report.kind,
                     report.tokens_per_second,
                     report.seconds_per_iteration,
                     report.batch,
                     report.prompt_tokens,
                     report.new_tokens,
+                    report.distinct_prompts,
                     report.threads,
                     report.parameters
                 )

@@ -1,6 +1,6 @@
 //! Prints sampling and training throughput of a model directory as JSON lines, without building the
 //! node: `cargo run -p swarm-policy --release --example bench -- configs/models/tiny [batch]
-//! [prompt_tokens] [new_tokens] [iterations]`. `BENCH_KIND=sample` or `train` runs only one.
+//! [prompt_tokens] [new_tokens] [iterations] [distinct_prompts]`. `BENCH_KIND=sample` or `train` runs only one.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,7 @@ fn main() -> Result<()> {
         prompt_tokens: number("prompt_tokens", 32)?,
         new_tokens: number("new_tokens", 64)?,
         iterations: number("iterations", 3)?,
+        distinct_prompts: number("distinct_prompts", 1)?,
     };
     let policy = Policy::load_or_init(&dir, 0, &swarm_policy::default_device()?)?;
     let kind = std::env::var("BENCH_KIND").unwrap_or_default();

@@ -20,6 +20,9 @@ pub struct BenchShape {
     pub prompt_tokens: usize,
     /// Generated (sampling) or completion (training) tokens per sequence.
     pub new_tokens: usize,
+    /// Distinct prompts in a sampling batch, each completed by `batch / distinct_prompts`
+    /// sequences as a learner's group is (1: every sequence completes the same prompt).
+    pub distinct_prompts: usize,
     /// Timed repetitions (one untimed warm-up run precedes them).
     pub iterations: usize,
 }
@@ -35,6 +38,8 @@ pub struct BenchReport {
     pub prompt_tokens: usize,
     /// New tokens per sequence.
     pub new_tokens: usize,
+    /// Distinct prompts in the batch (sampling).
+    pub distinct_prompts: usize,
     /// Timed repetitions.
     pub iterations: usize,
     /// Threads available to tensor work.
@@ -64,8 +69,9 @@ pub fn forward_flops_per_token(config: &ModelConfig, context: usize) -> f64 {
     2.0 * (layers + h * config.vocab_size as f64)
 }
 
-fn prompt(policy: &Policy, tokens: usize) -> Result<Vec<u32>> {
-    let text: String = "What is 12+34? "
+/// Prompt number `variant` of `tokens` tokens; different variants are different prompts.
+fn prompt(policy: &Policy, tokens: usize, variant: usize) -> Result<Vec<u32>> {
+    let text: String = format!("What is {}+34? ", 12 + variant)
         .chars()
         .cycle()
         .take(tokens.max(1))
@@ -93,6 +99,7 @@ fn report(
         batch: shape.batch,
         prompt_tokens: shape.prompt_tokens,
         new_tokens: shape.new_tokens,
+        distinct_prompts: shape.distinct_prompts,
         iterations: shape.iterations,
         threads: candle_core::utils::get_num_threads(),
         parameters: policy.config().parameter_count(),
@@ -104,7 +111,22 @@ fn report(
 
 /// Batched sampling: every sequence generates exactly `new_tokens` tokens (no stop tokens).
 pub fn bench_sample(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
-    let prompts = vec![prompt(policy, shape.prompt_tokens)?; shape.batch];
+    ensure!(
+        (1..=shape.batch).contains(&shape.distinct_prompts),
+        "{} distinct prompts for a batch of {}: give between 1 and the batch size",
+        shape.distinct_prompts,
+        shape.batch
+    );
+    // Grouped like a learner's batch: the sequences completing one prompt are adjacent.
+    let prompts = (0..shape.batch)
+        .map(|b| {
+            prompt(
+                policy,
+                shape.prompt_tokens,
+                b * shape.distinct_prompts / shape.batch,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     // With end-of-sequence ignored every sequence runs to the limit, so the work per run is fixed.
     let options = SampleOptions {
         max_new_tokens: shape.new_tokens,
@@ -133,7 +155,7 @@ pub fn bench_sample(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
 
 /// One training step (forward, backward, clipping, AdamW) on a batch of fixed shape.
 pub fn bench_train(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
-    let prompt = prompt(policy, shape.prompt_tokens)?;
+    let prompt = prompt(policy, shape.prompt_tokens, 0)?;
     let mut completion = policy.encode(&"46".repeat(shape.new_tokens.max(1)))?;
     completion.truncate(shape.new_tokens.max(1));
     let batch = vec![TokenSequence { prompt, completion }; shape.batch];

@@ -87,6 +87,20 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Rebuilds the batch so that its sequence `b` holds what sequence `sources[b]` held: a prompt
+    /// shared by several sequences is run once and its keys and values copied to each of them.
+    pub fn gather(&mut self, sources: &[u32]) -> Result<()> {
+        let Some(device) = self.layers.iter().flatten().map(|(k, _)| k.device()).next() else {
+            return Ok(());
+        };
+        let sources = Tensor::from_slice(sources, sources.len(), device)?;
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(&sources, 0)?;
+            *v = v.index_select(&sources, 0)?;
+        }
+        Ok(())
+    }
 }
 
 /// The decoder. Its tensors are the variables of the `VarMap` it was built from.

@@ -2,6 +2,8 @@
 //! behaviour log-prob: the log-probability under the distribution actually sampled from (after
 //! temperature, top-k and top-p), which is what off-policy corrections need.
 
+use std::collections::HashMap;
+
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
 use rand::Rng;
@@ -156,25 +158,38 @@ impl Policy {
             options.max_new_tokens,
             self.config().max_position_embeddings
         );
-        let mut ids = Vec::with_capacity(batch * longest);
-        let mut positions = Vec::with_capacity(batch * longest);
-        let mut valid: Vec<Vec<bool>> = Vec::with_capacity(batch);
-        for prompt in prompts {
+        // A learner samples a group of completions of each prompt, and a prompt's keys, values and
+        // next-token logits are the same for every member of its group: each distinct prompt is
+        // run once and the results copied to its group.
+        let (distinct, source_of) = distinct_prompts(prompts);
+        let mut ids = Vec::with_capacity(distinct.len() * longest);
+        let mut positions = Vec::with_capacity(distinct.len() * longest);
+        let mut distinct_valid: Vec<Vec<bool>> = Vec::with_capacity(distinct.len());
+        for prompt in &distinct {
             let pad = longest - prompt.len();
             ids.extend(std::iter::repeat_n(self.pad_id(), pad).chain(prompt.iter().copied()));
             positions.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
-            valid.push((0..longest).map(|j| j >= pad).collect());
+            distinct_valid.push((0..longest).map(|j| j >= pad).collect());
         }
         let mut cache = KvCache::default();
-        let ids_t = Tensor::from_vec(ids, (batch, longest), device)?;
-        let positions_t = Tensor::from_vec(positions, (batch, longest), device)?;
-        let mask = causal_mask(&valid, longest, device)?;
+        let ids_t = Tensor::from_vec(ids, (distinct.len(), longest), device)?;
+        let positions_t = Tensor::from_vec(positions, (distinct.len(), longest), device)?;
+        let mask = causal_mask(&distinct_valid, longest, device)?;
         let hidden = self
             .decoder()
             .hidden_states(&ids_t, &positions_t, &mask, Some(&mut cache))?;
         // Only the last prompt position predicts the first new token.
         let last_hidden = hidden.narrow(1, longest - 1, 1)?.squeeze(1)?;
-        let mut last: Vec<Vec<f32>> = self.decoder().logits(&last_hidden)?.to_vec2()?;
+        let distinct_last: Vec<Vec<f32>> = self.decoder().logits(&last_hidden)?.to_vec2()?;
+        if distinct.len() < batch {
+            cache.gather(&source_of)?;
+        }
+        let mut last: Vec<Vec<f32>> = Vec::with_capacity(batch);
+        let mut valid: Vec<Vec<bool>> = Vec::with_capacity(batch);
+        for &source in &source_of {
+            last.push(distinct_last[source as usize].clone());
+            valid.push(distinct_valid[source as usize].clone());
+        }
 
         let eos: &[u32] = if options.ignore_eos {
             &[]
@@ -227,6 +242,23 @@ impl Policy {
         }
         Ok(samples)
     }
+}
+
+/// The distinct prompts in order of first appearance, and for each prompt the index of its distinct
+/// copy.
+fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<&[u32]>, Vec<u32>) {
+    let mut index: HashMap<&[u32], u32> = HashMap::new();
+    let mut distinct = Vec::new();
+    let sources = prompts
+        .iter()
+        .map(|prompt| {
+            *index.entry(prompt.as_slice()).or_insert_with(|| {
+                distinct.push(prompt.as_slice());
+                distinct.len() as u32 - 1
+            })
+        })
+        .collect();
+    (distinct, sources)
 }
 
 #[cfg(test)]

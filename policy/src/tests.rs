@@ -74,7 +74,9 @@ fn every_parameter_receives_a_finite_nonzero_gradient() {
 fn sampler_log_probs_match_the_training_forward() {
     let dir = small_model(true, "qwen2");
     let policy = Policy::init_random(dir.path(), 11, &Device::Cpu).unwrap();
-    let prompts: Vec<Vec<u32>> = ["1+1=", "A much longer prompt here:", "xyz"]
+    // Repeated prompts, as a learner's groups send them, share one prefill: their completions
+    // must still be scored as if each had run its prompt itself.
+    let prompts: Vec<Vec<u32>> = ["1+1=", "A much longer prompt here:", "xyz", "1+1=", "xyz"]
         .iter()
         .map(|p| policy.encode(p).unwrap())
         .collect();
@@ -122,7 +124,7 @@ fn sampler_log_probs_match_the_training_forward() {
             }
             assert!(mask[b][sample.token_ids.len()..].iter().all(|&m| m == 0.0));
         }
-        assert!(compared >= 12);
+        assert!(compared >= 20);
     }
 }
 
@@ -481,11 +483,22 @@ fn token_logprobs_and_benchmarks_report_consistent_figures() {
         batch: 2,
         prompt_tokens: 5,
         new_tokens: 4,
+        distinct_prompts: 2,
         iterations: 1,
     };
     let sample = bench::bench_sample(&policy, shape).unwrap();
     assert!(
         sample.tokens_per_second > 0.0 && sample.parameters == policy.config().parameter_count()
+    );
+    assert_eq!(sample.distinct_prompts, 2);
+    let too_many = bench::BenchShape {
+        distinct_prompts: 3,
+        ..shape
+    };
+    let refused = bench::bench_sample(&policy, too_many).unwrap_err();
+    assert!(
+        refused.to_string().contains("between 1 and the batch size"),
+        "{refused}"
     );
     let train = bench::bench_train(&policy, shape).unwrap();
     assert!(train.tokens_per_second > 0.0);

@@ -25,6 +25,9 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     if !avx2::available() || input == 0 {
         return None;
     }
+    if rows == 0 {
+        return Some(Vec::new());
+    }
     let output = weight.len() / input;
     debug_assert_eq!(x.len(), rows * input);
     // Computed output-major, so each task owns one contiguous stretch, then transposed.
@@ -40,13 +43,22 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     } else {
         by_output.chunks_mut(chunk).enumerate().for_each(task);
     }
+    Some(output_major_to_rows(&by_output, rows))
+}
+
+/// A product laid out `(output, rows)` as `(rows, output)`.
+pub(crate) fn output_major_to_rows(by_output: &[f32], rows: usize) -> Vec<f32> {
+    if rows == 0 {
+        return Vec::new();
+    }
+    let output = by_output.len() / rows;
     let mut by_row = vec![0f32; rows * output];
     for (o, column) in by_output.chunks_exact(rows).enumerate() {
         for (r, &value) in column.iter().enumerate() {
             by_row[r * output + o] = value;
         }
     }
-    Some(by_row)
+    by_row
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -206,8 +218,9 @@ mod tests {
 
     #[test]
     fn matches_the_reference_on_ragged_shapes() {
-        // Odd rows, outputs off the tile and the task size, inputs off the lane width.
+        // No rows, odd rows, outputs off the task size, inputs off the lane width and the block.
         for (rows, output, input) in [
+            (0, 4, 8),
             (1, 1, 1),
             (3, 5, 7),
             (8, 130, 67),
@@ -222,6 +235,7 @@ mod tests {
                 return;
             };
             let want = reference(&x, &weight, rows, input);
+            assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
                 assert!(
                     (g - w).abs() <= 1e-4 * (1.0 + w.abs()),

@@ -10,11 +10,12 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::{contiguous, f32_values, few_rows, last_dim};
 
-/// Up to this many rows (a decoding step: one per sequence) the forward computes `W x^T` and
-/// transposes the small result back. candle's matrix multiply (`gemm`) is much faster on a product
-/// with few right-hand columns than on one with few left-hand rows: batch-8 sampling of the 25M
-/// model on one thread went from 355-357 to 451-457 tokens/s, the tiny model's from 3,704-4,580 to
-/// 5,083-5,473 (interleaved runs; README). Larger batches, training and prefill keep `x W^T`.
+/// Up to this many rows (a decoding step: one per sequence) a product is bound by reading the
+/// weight. On AVX2 CPUs `few_rows` streams it once (the 25M model's batch-8 sampling on one thread:
+/// 476-502 -> 567-569 tokens/s against the path below; README). Elsewhere the forward computes
+/// `W x^T` with candle's matrix multiply and transposes the small result back: `gemm` is much
+/// faster on a product with few right-hand columns than on one with few left-hand rows (355-357 ->
+/// 451-457 tokens/s). Larger batches, training and prefill keep `x W^T`.
 const FEW_ROWS: usize = 16;
 
 /// `x W^T` for `x` `(..., in)` and `W` `(out, in)`.
@@ -42,29 +43,21 @@ impl CustomOp2 for Linear {
         }
         let rows = xl.shape().elem_count() / input;
         let rows_layout = Layout::contiguous_with_offset((rows, input), xl.start_offset());
-        let streamed = if rows <= FEW_ROWS {
+        let product = if rows <= FEW_ROWS {
             let x = contiguous(xs, xl, self.name())?;
-            few_rows::product(x, contiguous(ws, wl, self.name())?, rows, input)
-        } else {
-            None
-        };
-        let product = if let Some(values) = streamed {
-            CpuStorage::F32(values)
-        } else if rows <= FEW_ROWS {
-            let transposed = ws.matmul(
-                xs,
-                (1, output, rows, input),
-                wl,
-                &rows_layout.transpose(0, 1)?,
-            )?;
-            let by_output = f32_values(&transposed, self.name())?;
-            let mut by_row = vec![0f32; rows * output];
-            for (o, column) in by_output.chunks_exact(rows).enumerate() {
-                for (r, &value) in column.iter().enumerate() {
-                    by_row[r * output + o] = value;
+            let values = match few_rows::product(x, contiguous(ws, wl, self.name())?, rows, input) {
+                Some(values) => values,
+                None => {
+                    let transposed = ws.matmul(
+                        xs,
+                        (1, output, rows, input),
+                        wl,
+                        &rows_layout.transpose(0, 1)?,
+                    )?;
+                    few_rows::output_major_to_rows(f32_values(&transposed, self.name())?, rows)
                 }
-            }
-            CpuStorage::F32(by_row)
+            };
+            CpuStorage::F32(values)
         } else {
             xs.matmul(
                 ws,
