@@ -173,6 +173,17 @@ pub fn update(
     policy: &Policy,
     reference: Option<&Policy>,
     optimizer: &mut AdamW,
+    items: Vec<TrainItem>,
+    options: &UpdateOptions,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<TrainItem>, UpdateStats)> {
+    swarm_policy::on_thread_pool(|| update_here(policy, reference, optimizer, items, options, rng))
+}
+
+fn update_here(
+    policy: &Policy,
+    reference: Option<&Policy>,
+    optimizer: &mut AdamW,
     mut items: Vec<TrainItem>,
     options: &UpdateOptions,
     rng: &mut ChaCha8Rng,

@@ -160,13 +160,16 @@ pub fn bench_train(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
     completion.truncate(shape.new_tokens.max(1));
     let batch = vec![TokenSequence { prompt, completion }; shape.batch];
     let mut optimizer = AdamW::new(policy.varmap(), AdamWConfig::default())?;
+    // On the tensor thread pool, as a learner's update runs its steps.
     let mut step = || -> Result<()> {
-        let out = policy.sequence_logprobs(&batch)?;
-        let loss = (out.logprobs * &out.mask)?.sum_all()?.neg()?;
-        let mut grads = optimizer.zero_grads();
-        optimizer.accumulate(&mut grads, &loss.backward()?)?;
-        optimizer.clip(&mut grads, 1.0)?;
-        optimizer.step(&grads, 1e-5)
+        crate::on_thread_pool(|| {
+            let out = policy.sequence_logprobs(&batch)?;
+            let loss = (out.logprobs * &out.mask)?.sum_all()?.neg()?;
+            let mut grads = optimizer.zero_grads();
+            optimizer.accumulate(&mut grads, &loss.backward()?)?;
+            optimizer.clip(&mut grads, 1.0)?;
+            optimizer.step(&grads, 1e-5)
+        })
     };
     step()?;
     let start = Instant::now();

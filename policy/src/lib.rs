@@ -65,6 +65,20 @@ pub fn default_device() -> Result<Device> {
     Ok(Device::Cpu)
 }
 
+/// Runs `work` on a worker of the tensor thread pool when tensor work is spread over several threads.
+/// A parallel kernel called from outside the pool hands its tasks over and puts the caller to sleep
+/// until they are done: two thread switches per operation, and a decoding step has over fifty
+/// parallel products. Called from a worker, the kernel shares the tasks with the other workers,
+/// which stay awake between operations that follow closely. With one thread, or already on a
+/// worker, `work` runs where it is.
+pub fn on_thread_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if candle_core::utils::get_num_threads() > 1 && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| work())
+    } else {
+        work()
+    }
+}
+
 /// Files of a model directory besides config, tokenizer and weights that [`Policy::save`] copies
 /// verbatim.
 const TOKENIZER_SIDE_FILES: [&str; 3] = [

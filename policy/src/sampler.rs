@@ -137,6 +137,15 @@ impl Policy {
         options: &SampleOptions,
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Sample>> {
+        crate::on_thread_pool(|| self.sample_here(prompts, options, rng))
+    }
+
+    fn sample_here(
+        &self,
+        prompts: &[Vec<u32>],
+        options: &SampleOptions,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Sample>> {
         options.check()?;
         ensure!(
             prompts.iter().all(|p| !p.is_empty()),

@@ -561,3 +561,13 @@ fn the_architecture_hash_ignores_the_layout_of_config_json() {
     let other = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
     assert_ne!(base.architecture_hash(), other.architecture_hash());
 }
+
+#[test]
+fn tensor_work_runs_on_a_pool_worker_when_it_has_several_threads() {
+    let several = candle_core::utils::get_num_threads() > 1;
+    let on_worker = crate::on_thread_pool(|| {
+        // Nested calls run in place rather than waiting on the pool they occupy.
+        crate::on_thread_pool(|| rayon::current_thread_index().is_some())
+    });
+    assert_eq!(on_worker, several);
+}
