@@ -173,6 +173,36 @@ fn bench_prints_json_and_logprobs_needs_weights() {
     let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(report["kind"], "train");
     assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0);
+    let sample = |distinct: &str| {
+        swarm_node(
+            &[
+                "bench",
+                "sample",
+                "--batch",
+                "4",
+                "--distinct-prompts",
+                distinct,
+                "--prompt-tokens",
+                "4",
+                "--new-tokens",
+                "2",
+                "--iterations",
+                "1",
+                "--json",
+            ],
+            &root,
+        )
+    };
+    let out = sample("2");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        (&report["kind"], &report["distinct_prompts"]),
+        (&"sample".into(), &2.into())
+    );
+    let refused = sample("5");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("between 1 and the batch size"));
     let matmul = swarm_node(
         &[
             "bench",
