@@ -30,8 +30,9 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     }
     let output = weight.len() / input;
     debug_assert_eq!(x.len(), rows * input);
-    // Computed output-major, so each task owns one contiguous stretch, then transposed.
-    let mut by_output = vec![0f32; output * rows];
+    // Each task computes a block of outputs for every row into its own stretch, laid out
+    // `(rows, block)`, and the blocks are then copied into place row by row.
+    let mut blocks = vec![0f32; output * rows];
     let task = |(index, out): (usize, &mut [f32])| {
         let first = index * TASK_OUTPUTS;
         let weights = &weight[first * input..(first + out.len() / rows) * input];
@@ -39,26 +40,18 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     };
     let chunk = TASK_OUTPUTS * rows;
     if candle_core::utils::get_num_threads() > 1 && weight.len() >= PARALLEL_MIN_WEIGHTS {
-        by_output.par_chunks_mut(chunk).enumerate().for_each(task);
+        blocks.par_chunks_mut(chunk).enumerate().for_each(task);
     } else {
-        by_output.chunks_mut(chunk).enumerate().for_each(task);
+        blocks.chunks_mut(chunk).enumerate().for_each(task);
     }
-    Some(output_major_to_rows(&by_output, rows))
-}
-
-/// A product laid out `(output, rows)` as `(rows, output)`.
-pub(crate) fn output_major_to_rows(by_output: &[f32], rows: usize) -> Vec<f32> {
-    if rows == 0 {
-        return Vec::new();
-    }
-    let output = by_output.len() / rows;
     let mut by_row = vec![0f32; rows * output];
-    for (o, column) in by_output.chunks_exact(rows).enumerate() {
-        for (r, &value) in column.iter().enumerate() {
-            by_row[r * output + o] = value;
+    for (index, block) in blocks.chunks(chunk).enumerate() {
+        let (first, width) = (index * TASK_OUTPUTS, block.len() / rows);
+        for (r, values) in block.chunks_exact(width).enumerate() {
+            by_row[r * output + first..r * output + first + width].copy_from_slice(values);
         }
     }
-    by_row
+    Some(by_row)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -89,8 +82,8 @@ mod avx2 {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
 
-    /// Fills `out` (`(weights.len() / input, rows)`, output-major) with the products of every
-    /// weight row with every row of `x`.
+    /// Fills `out` (`(rows, weights.len() / input)`, row-major) with the products of every row of
+    /// `x` with every weight row.
     pub(super) fn outputs(x: &[f32], weights: &[f32], rows: usize, input: usize, out: &mut [f32]) {
         assert!(available(), "the caller checked the CPU's features");
         // Safety: the CPU supports every feature `outputs_avx2` enables (asserted above).
@@ -100,37 +93,51 @@ mod avx2 {
         }
     }
 
+    /// One output column of a row-major block: `values[r * stride + column]` for each row `r`.
+    struct Column<'a> {
+        values: &'a mut [f32],
+        stride: usize,
+        column: usize,
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn outputs_avx2(x: &[f32], weights: &[f32], rows: usize, input: usize, out: &mut [f32]) {
         let block = (BLOCK_FLOATS / rows / LANES).max(1) * LANES;
+        let stride = weights.len() / input;
         let mut start = 0;
         while start < input {
             let span = start..(start + block).min(input);
-            for (w, out) in weights.chunks_exact(input).zip(out.chunks_exact_mut(rows)) {
+            for (column, w) in weights.chunks_exact(input).enumerate() {
                 let w = &w[span.clone()];
-                let mut done = rows_in_tiles::<TILE_ROWS>(w, x, input, &span, out, 0);
-                done = rows_in_tiles::<4>(w, x, input, &span, out, done);
-                done = rows_in_tiles::<2>(w, x, input, &span, out, done);
-                rows_in_tiles::<1>(w, x, input, &span, out, done);
+                let mut out = Column {
+                    values: out,
+                    stride,
+                    column,
+                };
+                let mut done = rows_in_tiles::<TILE_ROWS>(w, x, input, &span, &mut out, 0);
+                done = rows_in_tiles::<4>(w, x, input, &span, &mut out, done);
+                done = rows_in_tiles::<2>(w, x, input, &span, &mut out, done);
+                rows_in_tiles::<1>(w, x, input, &span, &mut out, done);
             }
             start = span.end;
         }
     }
 
     /// Adds the products of the weight stretch `w` with the same stretch (`span`) of rows
-    /// `from..` of `x` to `out` (one value per row), `X` rows at a time while `X` remain; returns
-    /// the first row not done.
+    /// `from..` of `x` to `out`, `X` rows at a time while `X` remain; returns the first row not
+    /// done.
     #[target_feature(enable = "avx2,fma")]
     fn rows_in_tiles<const X: usize>(
         w: &[f32],
         x: &[f32],
         input: usize,
         span: &Range<usize>,
-        out: &mut [f32],
+        out: &mut Column<'_>,
         from: usize,
     ) -> usize {
+        let rows = x.len() / input;
         let mut r = from;
-        while r + X <= out.len() {
+        while r + X <= rows {
             let mut xs = [&x[..0]; X];
             for (b, row) in xs.iter_mut().enumerate() {
                 let at = (r + b) * input;
@@ -138,8 +145,8 @@ mod avx2 {
             }
             // The next weight row's same stretch starts `input` floats further on.
             let sums = tile(w, xs, input);
-            for (out, sum) in out[r..r + X].iter_mut().zip(sums) {
-                *out += sum;
+            for (b, sum) in sums.into_iter().enumerate() {
+                out.values[(r + b) * out.stride + out.column] += sum;
             }
             r += X;
         }

@@ -54,7 +54,7 @@ impl CustomOp2 for Linear {
                         wl,
                         &rows_layout.transpose(0, 1)?,
                     )?;
-                    few_rows::output_major_to_rows(f32_values(&transposed, self.name())?, rows)
+                    output_major_to_rows(f32_values(&transposed, self.name())?, rows)
                 }
             };
             CpuStorage::F32(values)
@@ -87,4 +87,19 @@ impl CustomOp2 for Linear {
         let grad_weight = grad.t()?.matmul(&x.reshape((rows, input))?)?;
         Ok((Some(grad_x), Some(grad_weight)))
     }
+}
+
+/// A product laid out `(output, rows)` as `(rows, output)`.
+fn output_major_to_rows(by_output: &[f32], rows: usize) -> Vec<f32> {
+    if rows == 0 {
+        return Vec::new();
+    }
+    let output = by_output.len() / rows;
+    let mut by_row = vec![0f32; rows * output];
+    for (o, column) in by_output.chunks_exact(rows).enumerate() {
+        for (r, &value) in column.iter().enumerate() {
+            by_row[r * output + o] = value;
+        }
+    }
+    by_row
 }
