@@ -153,12 +153,8 @@ fn tasks_list_and_show() {
 #[test]
 fn bench_prints_json_and_logprobs_needs_weights() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = swarm_node(
-        &[
-            "bench",
-            "train",
-            "--batch",
-            "1",
+    let bench = |kind: &str, shape: &[&str]| {
+        let common = [
             "--prompt-tokens",
             "4",
             "--new-tokens",
@@ -166,33 +162,22 @@ fn bench_prints_json_and_logprobs_needs_weights() {
             "--iterations",
             "1",
             "--json",
-        ],
-        &root,
-    );
+        ];
+        let args: Vec<&str> = ["bench", kind]
+            .iter()
+            .chain(shape)
+            .chain(&common)
+            .copied()
+            .collect();
+        swarm_node(&args, &root)
+    };
+    let out = bench("train", &["--batch", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(report["kind"], "train");
     assert!(report["tokens_per_second"].as_f64().unwrap() > 0.0);
-    let sample = |distinct: &str| {
-        swarm_node(
-            &[
-                "bench",
-                "sample",
-                "--batch",
-                "4",
-                "--distinct-prompts",
-                distinct,
-                "--prompt-tokens",
-                "4",
-                "--new-tokens",
-                "2",
-                "--iterations",
-                "1",
-                "--json",
-            ],
-            &root,
-        )
-    };
+    let sample =
+        |distinct: &str| bench("sample", &["--batch", "4", "--distinct-prompts", distinct]);
     let out = sample("2");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
