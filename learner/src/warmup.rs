@@ -99,14 +99,7 @@ pub fn warmup(
                 completion,
             });
         }
-        let out = policy.sequence_logprobs(&batch)?;
-        let tokens = f64::from(out.mask.sum_all()?.to_scalar::<f32>()?);
-        let loss = ((out.logprobs * &out.mask)?.sum_all()?.neg()? / tokens)?;
-        let value = f64::from(loss.to_scalar::<f32>()?);
-        let mut grads = optimizer.zero_grads();
-        optimizer.accumulate(&mut grads, &loss.backward()?)?;
-        optimizer.clip(&mut grads, 1.0)?;
-        optimizer.step(&grads, schedule.at(step))?;
+        let value = policy.supervised_step(&mut optimizer, &batch, schedule.at(step))?;
         if step == 0 {
             first_loss = value;
         }

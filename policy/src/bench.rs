@@ -117,16 +117,13 @@ pub fn bench_sample(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
         shape.distinct_prompts,
         shape.batch
     );
-    // Grouped like a learner's batch: the sequences completing one prompt are adjacent.
-    let prompts = (0..shape.batch)
-        .map(|b| {
-            prompt(
-                policy,
-                shape.prompt_tokens,
-                b * shape.distinct_prompts / shape.batch,
-            )
-        })
+    let distinct = (0..shape.distinct_prompts)
+        .map(|variant| prompt(policy, shape.prompt_tokens, variant))
         .collect::<Result<Vec<_>>>()?;
+    // Grouped like a learner's batch: the sequences completing one prompt are adjacent.
+    let prompts: Vec<Vec<u32>> = (0..shape.batch)
+        .map(|b| distinct[b * shape.distinct_prompts / shape.batch].clone())
+        .collect();
     // With end-of-sequence ignored every sequence runs to the limit, so the work per run is fixed.
     let options = SampleOptions {
         max_new_tokens: shape.new_tokens,
@@ -153,23 +150,17 @@ pub fn bench_sample(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
     ))
 }
 
-/// One training step (forward, backward, clipping, AdamW) on a batch of fixed shape.
+/// One supervised training step (forward, backward, clipping, AdamW) on a batch of fixed shape.
 pub fn bench_train(policy: &Policy, shape: BenchShape) -> Result<BenchReport> {
     let prompt = prompt(policy, shape.prompt_tokens, 0)?;
     let mut completion = policy.encode(&"46".repeat(shape.new_tokens.max(1)))?;
     completion.truncate(shape.new_tokens.max(1));
     let batch = vec![TokenSequence { prompt, completion }; shape.batch];
     let mut optimizer = AdamW::new(policy.varmap(), AdamWConfig::default())?;
-    // On the tensor thread pool, as a learner's update runs its steps.
-    let mut step = || -> Result<()> {
-        crate::on_thread_pool(|| {
-            let out = policy.sequence_logprobs(&batch)?;
-            let loss = (out.logprobs * &out.mask)?.sum_all()?.neg()?;
-            let mut grads = optimizer.zero_grads();
-            optimizer.accumulate(&mut grads, &loss.backward()?)?;
-            optimizer.clip(&mut grads, 1.0)?;
-            optimizer.step(&grads, 1e-5)
-        })
+    let mut step = || {
+        policy
+            .supervised_step(&mut optimizer, &batch, 1e-5)
+            .map(drop)
     };
     step()?;
     let start = Instant::now();

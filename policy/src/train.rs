@@ -9,9 +9,9 @@ use anyhow::{Result, ensure};
 use candle_core::{D, Tensor};
 use serde::Serialize;
 
-use crate::Policy;
 use crate::model::{self, MASKED};
 use crate::sampler::{SampleOptions, support};
+use crate::{AdamW, Policy};
 
 /// One training sequence: a prompt and the completion whose tokens are scored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,5 +250,31 @@ impl Policy {
         Ok(serde_json::to_string_pretty(
             &self.token_logprobs(prompt, completion)?,
         )?)
+    }
+}
+
+/// Global gradient norm a supervised step clips to.
+pub const SUPERVISED_MAX_GRAD_NORM: f64 = 1.0;
+
+impl Policy {
+    /// One supervised step on `batch`: the mean negative log-likelihood per completion token,
+    /// backward, gradients clipped to [`SUPERVISED_MAX_GRAD_NORM`], AdamW at `lr`. Returns the
+    /// loss before the step. Runs on the tensor thread pool ([`crate::on_thread_pool`]).
+    pub fn supervised_step(
+        &self,
+        optimizer: &mut AdamW,
+        batch: &[TokenSequence],
+        lr: f64,
+    ) -> Result<f64> {
+        crate::on_thread_pool(|| {
+            let out = self.sequence_logprobs(batch)?;
+            let tokens = f64::from(out.mask.sum_all()?.to_scalar::<f32>()?).max(1.0);
+            let loss = ((out.logprobs * &out.mask)?.sum_all()?.neg()? / tokens)?;
+            let mut grads = optimizer.zero_grads();
+            optimizer.accumulate(&mut grads, &loss.backward()?)?;
+            optimizer.clip(&mut grads, SUPERVISED_MAX_GRAD_NORM)?;
+            optimizer.step(&grads, lr)?;
+            Ok(f64::from(loss.to_scalar::<f32>()?))
+        })
     }
 }

@@ -18,11 +18,16 @@ const TASK_OUTPUTS: usize = 64;
 /// Below this many weight elements the product runs on the calling thread.
 const PARALLEL_MIN_WEIGHTS: usize = 1 << 16;
 
+/// Fills a row-major `(rows, weights.len() / input)` block with the products of every row of `x`
+/// with every weight row.
+type Outputs = fn(x: &[f32], weights: &[f32], rows: usize, input: usize, out: &mut [f32]);
+
 /// `x W^T` for `x` `(rows, input)` and `W` `(output, input)`, both row-major; the result is
 /// `(rows, output)`, row-major. `None` on a CPU without AVX2 and FMA, where callers keep the general
 /// matrix multiply.
 pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> Option<Vec<f32>> {
-    if !avx2::available() || input == 0 {
+    let outputs = avx2::kernel()?;
+    if input == 0 {
         return None;
     }
     if rows == 0 {
@@ -36,7 +41,7 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     let task = |(index, out): (usize, &mut [f32])| {
         let first = index * TASK_OUTPUTS;
         let weights = &weight[first * input..(first + out.len() / rows) * input];
-        avx2::outputs(x, weights, rows, input, out);
+        outputs(x, weights, rows, input, out);
     };
     let chunk = TASK_OUTPUTS * rows;
     if candle_core::utils::get_num_threads() > 1 && weight.len() >= PARALLEL_MIN_WEIGHTS {
@@ -44,11 +49,11 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     } else {
         blocks.chunks_mut(chunk).enumerate().for_each(task);
     }
-    let mut by_row = vec![0f32; rows * output];
-    for (index, block) in blocks.chunks(chunk).enumerate() {
-        let (first, width) = (index * TASK_OUTPUTS, block.len() / rows);
-        for (r, values) in block.chunks_exact(width).enumerate() {
-            by_row[r * output + first..r * output + first + width].copy_from_slice(values);
+    let mut by_row = Vec::with_capacity(rows * output);
+    for r in 0..rows {
+        for block in blocks.chunks(chunk) {
+            let width = block.len() / rows;
+            by_row.extend_from_slice(&block[r * width..(r + 1) * width]);
         }
     }
     Some(by_row)
@@ -56,12 +61,9 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
-    pub(super) fn available() -> bool {
-        false
-    }
-
-    pub(super) fn outputs(_: &[f32], _: &[f32], _: usize, _: usize, _: &mut [f32]) {
-        unreachable!("only called where `available()`")
+    /// No vectorised tile on this architecture.
+    pub(super) fn kernel() -> Option<super::Outputs> {
+        None
     }
 }
 
@@ -78,13 +80,17 @@ mod avx2 {
     /// data cache of current x86 cores.
     const BLOCK_FLOATS: usize = 4096;
 
-    pub(super) fn available() -> bool {
+    fn available() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
 
-    /// Fills `out` (`(rows, weights.len() / input)`, row-major) with the products of every row of
-    /// `x` with every weight row.
-    pub(super) fn outputs(x: &[f32], weights: &[f32], rows: usize, input: usize, out: &mut [f32]) {
+    /// The tile, where this CPU runs it.
+    pub(super) fn kernel() -> Option<super::Outputs> {
+        available().then_some(outputs as super::Outputs)
+    }
+
+    /// See [`super::Outputs`].
+    fn outputs(x: &[f32], weights: &[f32], rows: usize, input: usize, out: &mut [f32]) {
         assert!(available(), "the caller checked the CPU's features");
         // Safety: the CPU supports every feature `outputs_avx2` enables (asserted above).
         #[allow(unsafe_code)]
