@@ -40,9 +40,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) 
             mask: mask.contiguous()?,
             scale: scale as f32,
         };
-        return Ok(q
-            .contiguous()?
-            .apply_op3(&k.contiguous()?, &v.contiguous()?, op)?);
+        return Ok(q.contiguous()?.apply_op3(
+            &GroupedAttention::readable(k)?,
+            &GroupedAttention::readable(v)?,
+            op,
+        )?);
     }
     composed::attention(q, k, v, mask, scale)
 }
@@ -272,6 +274,29 @@ mod tests {
             |t| composed::swiglu(t[0], t[1]),
             &mut rng,
         );
+    }
+
+    #[test]
+    fn attention_reads_keys_and_values_in_place_from_a_larger_cache_buffer() {
+        // The filled part of a key/value cache: 5 of 9 positions, heads 9 rows apart.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let q = random(&[2, 4, 1, 8], &mut rng);
+        let (k_buffer, v_buffer) = (
+            random(&[2, 2, 9, 8], &mut rng),
+            random(&[2, 2, 9, 8], &mut rng),
+        );
+        let filled = |buffer: &Var| buffer.as_tensor().narrow(2, 0, 5).unwrap();
+        let (k, v) = (filled(&k_buffer), filled(&v_buffer));
+        assert!(!k.is_contiguous());
+        let valid = vec![vec![true; 5], [vec![false; 1], vec![true; 4]].concat()];
+        let mask = crate::model::causal_mask(&valid, 1, &Device::Cpu).unwrap();
+        let copied = |t: &Tensor| t.contiguous().unwrap();
+        let expected =
+            composed::attention(q.as_tensor(), &copied(&k), &copied(&v), &mask, 0.35).unwrap();
+        let in_place = attention(q.as_tensor(), &k, &v, &mask, 0.35).unwrap();
+        close("fused, in place", &in_place, &expected, 1e-5);
+        let composed_in_place = composed::attention(q.as_tensor(), &k, &v, &mask, 0.35).unwrap();
+        close("composed, in place", &composed_in_place, &expected, 1e-5);
     }
 
     #[test]

@@ -180,7 +180,7 @@ impl Policy {
             positions.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
             distinct_valid.push((0..longest).map(|j| j >= pad).collect());
         }
-        let mut cache = KvCache::default();
+        let mut cache = KvCache::with_capacity(longest + options.max_new_tokens);
         let ids_t = Tensor::from_vec(ids, (distinct.len(), longest), device)?;
         let positions_t = Tensor::from_vec(positions, (distinct.len(), longest), device)?;
         let mask = causal_mask(&distinct_valid, longest, device)?;

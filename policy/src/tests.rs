@@ -574,3 +574,63 @@ fn tensor_work_runs_on_a_pool_worker_when_it_has_several_threads() {
     });
     assert_eq!(on_worker, several);
 }
+
+#[test]
+fn a_key_value_cache_that_grows_gives_the_logits_of_a_full_forward() {
+    let dir = small_model(true, "qwen2");
+    let policy = Policy::init_random(dir.path(), 13, &Device::Cpu).unwrap();
+    let decoder = policy.decoder();
+    let device = Device::Cpu;
+    let ids: Vec<Vec<u32>> = vec![vec![5, 17, 42, 8, 33, 71, 9], vec![61, 4, 4, 90, 12, 3, 27]];
+    let (batch, len) = (ids.len(), ids[0].len());
+    let tensor = |rows: Vec<Vec<u32>>| {
+        let width = rows[0].len();
+        Tensor::from_vec(rows.concat(), (rows.len(), width), &device).unwrap()
+    };
+    let positions =
+        |from: usize, to: usize| tensor(vec![(from as u32..to as u32).collect(); batch]);
+    let valid = |to: usize| vec![vec![true; to]; batch];
+    let full: Vec<Vec<Vec<f32>>> = decoder
+        .forward(
+            &tensor(ids.clone()),
+            &positions(0, len),
+            &model::causal_mask(&valid(len), len, &device).unwrap(),
+            None,
+        )
+        .unwrap()
+        .to_vec3()
+        .unwrap();
+    // Capacity 1 makes the buffers grow (and copy what they hold) on several steps; capacity
+    // `len` never grows.
+    for capacity in [1, len] {
+        let mut cache = KvCache::with_capacity(capacity);
+        let prefill = 3;
+        let mut steps = vec![(0, prefill)];
+        steps.extend((prefill..len).map(|t| (t, t + 1)));
+        for (from, to) in steps {
+            let chunk = ids.iter().map(|row| row[from..to].to_vec()).collect();
+            let logits: Vec<Vec<Vec<f32>>> = decoder
+                .forward(
+                    &tensor(chunk),
+                    &positions(from, to),
+                    &model::causal_mask(&valid(to), to - from, &device).unwrap(),
+                    Some(&mut cache),
+                )
+                .unwrap()
+                .to_vec3()
+                .unwrap();
+            assert_eq!(cache.len(), to);
+            for b in 0..batch {
+                for (t, row) in logits[b].iter().enumerate() {
+                    for (cached, whole) in row.iter().zip(&full[b][from + t]) {
+                        assert!(
+                            (cached - whole).abs() < 1e-5,
+                            "capacity {capacity}, position {}: {cached} vs {whole}",
+                            from + t
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

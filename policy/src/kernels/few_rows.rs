@@ -79,6 +79,12 @@ mod avx2 {
     /// The stretch of `x` a tile reads stays under this many floats (16 KB), half the first-level
     /// data cache of current x86 cores.
     const BLOCK_FLOATS: usize = 4096;
+    /// How far ahead the weight is prefetched, and to which cache: into the second level, eight
+    /// rows ahead. Prefetching into the first level one row ahead left the product at 10-11 GB/s
+    /// of weights on one core of the development machine, the sum of the times to read and to
+    /// multiply, against 18-19 GB/s this way (and 25 GB/s for a plain read).
+    const PREFETCH_ROWS: usize = 8;
+    const CACHE_LINE_FLOATS: usize = 16;
 
     fn available() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -149,8 +155,8 @@ mod avx2 {
                 let at = (r + b) * input;
                 *row = &x[at + span.start..at + span.end];
             }
-            // The next weight row's same stretch starts `input` floats further on.
-            let sums = tile(w, xs, input);
+            // Weight row `column + PREFETCH_ROWS`'s same stretch starts that many rows further on.
+            let sums = tile(w, xs, PREFETCH_ROWS * input);
             for (b, sum) in sums.into_iter().enumerate() {
                 out.values[(r + b) * out.stride + out.column] += sum;
             }
@@ -169,12 +175,9 @@ mod avx2 {
         assert!(x.iter().all(|row| row.len() == len), "rows of one length");
         let mut acc = [_mm256_setzero_ps(); X];
         let (w_row, x_rows) = (w.as_ptr(), x.map(<[f32]>::as_ptr));
-        let mut k = 0;
-        while k < body {
-            // A prefetch never faults, so its address may lie past the weight's end.
-            _mm_prefetch::<_MM_HINT_T0>(w_row.wrapping_add(k + ahead).cast());
-            // Safety: every row holds `len >= k + LANES` floats (asserted above); the loads have
-            // no alignment requirement.
+        let step = |acc: &mut [__m256; X], k: usize| {
+            // Safety: every row holds `len >= k + LANES` floats (asserted above, and callers
+            // pass `k < body`); the loads have no alignment requirement.
             #[allow(unsafe_code)]
             unsafe {
                 let ws = _mm256_loadu_ps(w_row.add(k));
@@ -182,6 +185,20 @@ mod avx2 {
                     acc[b] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(x_rows[b].add(k)), acc[b]);
                 }
             }
+        };
+        // One prefetch per cache line, with no branch in the loop to decide when.
+        let lines = len - len % CACHE_LINE_FLOATS;
+        let mut k = 0;
+        while k < lines {
+            // A prefetch never faults, so its address may lie past the weight's end.
+            _mm_prefetch::<_MM_HINT_T1>(w_row.wrapping_add(k + ahead).cast());
+            for lane_block in (k..k + CACHE_LINE_FLOATS).step_by(LANES) {
+                step(&mut acc, lane_block);
+            }
+            k += CACHE_LINE_FLOATS;
+        }
+        while k < body {
+            step(&mut acc, k);
             k += LANES;
         }
         let mut sums = [0f32; X];

@@ -65,6 +65,30 @@ impl Dims {
     }
 }
 
+impl GroupedAttention {
+    /// `t` `(B, H, S, D)` itself where the kernel can read it in place (see [`head_stride`]),
+    /// else a contiguous copy.
+    pub(crate) fn readable(t: &Tensor) -> Result<Tensor> {
+        if head_stride(t.layout()).is_some() {
+            Ok(t.clone())
+        } else {
+            t.contiguous()
+        }
+    }
+}
+
+/// The distance between consecutive heads of keys or values `(B, H, S, D)` whose every head is a
+/// contiguous `(S, D)` block and whose heads are evenly spaced across the batch: a contiguous tensor,
+/// or the filled part of a key/value cache whose buffers hold more positions than `S`. `None` for
+/// any other layout.
+fn head_stride(layout: &Layout) -> Option<usize> {
+    let (_, heads, _, dim) = layout.shape().dims4().ok()?;
+    match *layout.stride() {
+        [batch, head, row, 1] if row == dim && batch == head * heads => Some(head),
+        _ => None,
+    }
+}
+
 impl CustomOp3 for GroupedAttention {
     fn name(&self) -> &'static str {
         "grouped-attention"
@@ -85,19 +109,28 @@ impl CustomOp3 for GroupedAttention {
         };
         let mask = contiguous(mask_storage, ml, self.name())?;
         let d = Dims::of(ql.shape(), kl.shape(), vl.shape(), ml.shape())?;
-        if !(ql.is_contiguous() && kl.is_contiguous() && vl.is_contiguous()) {
-            bail!("grouped-attention: expected contiguous q, k and v")
+        let (Some(k_stride), Some(v_stride)) = (head_stride(kl), head_stride(vl)) else {
+            bail!("grouped-attention: expected k and v with contiguous, evenly spaced heads")
+        };
+        if !ql.is_contiguous() {
+            bail!("grouped-attention: expected a contiguous q")
         }
         let groups = d.batch * d.kv_heads;
         let rows = d.group() * d.queries;
-        let grouped = |layout: &Layout, rows: usize| {
-            Layout::contiguous_with_offset((groups, rows, d.head_dim), layout.start_offset())
+        // Every (key/value head, batch) pair is one matrix of the batched products; a cache's
+        // heads sit `stride` floats apart however many of their rows are filled.
+        let heads = |layout: &Layout, stride: usize| {
+            Layout::new(
+                Shape::from((groups, d.keys, d.head_dim)),
+                vec![stride, d.head_dim, 1],
+                layout.start_offset(),
+            )
         };
         let scores = qs.matmul(
             ks,
             (groups, rows, d.keys, d.head_dim),
-            &grouped(ql, rows),
-            &grouped(kl, d.keys).transpose(1, 2)?,
+            &Layout::contiguous_with_offset((groups, rows, d.head_dim), ql.start_offset()),
+            &heads(kl, k_stride).transpose(1, 2)?,
         )?;
         let scores = f32_values(&scores, self.name())?;
         let weights =
@@ -106,7 +139,7 @@ impl CustomOp3 for GroupedAttention {
             vs,
             (groups, rows, d.head_dim, d.keys),
             &Layout::contiguous((groups, rows, d.keys)),
-            &grouped(vl, d.keys),
+            &heads(vl, v_stride),
         )?;
         // (B, Hq, T, D) -> (B, T, Hq, D): the layout the output projection reads.
         let heads_major = f32_values(&heads_major, self.name())?;
