@@ -230,29 +230,36 @@ mod tests {
             &mut rng,
         );
 
-        // Two sequences, the second left-padded by two positions, under a causal mask.
-        let valid = vec![vec![true; 6], [vec![false; 2], vec![true; 4]].concat()];
-        let mask = crate::model::causal_mask(&valid, 6, &Device::Cpu).unwrap();
-        assert!(
-            mask.flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .contains(&MASKED)
-        );
-        // Four query heads over two key/value heads.
-        let (q, k, v) = (
-            random(&[2, 4, 6, 8], &mut rng),
-            random(&[2, 2, 6, 8], &mut rng),
-            random(&[2, 2, 6, 8], &mut rng),
-        );
-        agree(
-            "grouped attention",
-            &[q, k, v],
-            |t| attention(t[0], t[1], t[2], &mask, 0.35),
-            |t| composed::attention(t[0], t[1], t[2], &mask, 0.35),
-            &mut rng,
-        );
+        // Two sequences, the second left-padded by two positions, under a causal mask. Six tokens
+        // give each key/value head 12 query rows, which it attends on its own; ten give 20, which
+        // go through the batched products.
+        for tokens in [6, 10] {
+            let valid = vec![
+                vec![true; tokens],
+                [vec![false; 2], vec![true; tokens - 2]].concat(),
+            ];
+            let mask = crate::model::causal_mask(&valid, tokens, &Device::Cpu).unwrap();
+            assert!(
+                mask.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .contains(&MASKED)
+            );
+            // Four query heads over two key/value heads.
+            let (q, k, v) = (
+                random(&[2, 4, tokens, 8], &mut rng),
+                random(&[2, 2, tokens, 8], &mut rng),
+                random(&[2, 2, tokens, 8], &mut rng),
+            );
+            agree(
+                &format!("grouped attention, {tokens} tokens"),
+                &[q, k, v],
+                |t| attention(t[0], t[1], t[2], &mask, 0.35),
+                |t| composed::attention(t[0], t[1], t[2], &mask, 0.35),
+                &mut rng,
+            );
+        }
 
         let projections = random(&[2, 5, 3, 8], &mut rng);
         let angles = random(&[2, 5, 4], &mut rng);

@@ -55,21 +55,30 @@ pub(super) fn masked_softmax_rows(
     each_row(&mut out, keys, |row, out| {
         let mask_row = (row / (heads * queries)) * queries + row % queries;
         let input = &scores[row * keys..(row + 1) * keys];
-        let mask = &mask[mask_row * keys..(mask_row + 1) * keys];
-        let mut max = f32::NEG_INFINITY;
-        for ((o, &s), &m) in out.iter_mut().zip(input).zip(mask) {
-            *o = s * scale + m;
-            max = max.max(*o);
-        }
-        let mut total = 0f32;
-        for o in out.iter_mut() {
-            *o = (*o - max).exp();
-            total += *o;
-        }
-        let inverse = total.recip();
-        out.iter_mut().for_each(|o| *o *= inverse);
+        masked_softmax_row(
+            input,
+            &mask[mask_row * keys..(mask_row + 1) * keys],
+            scale,
+            out,
+        );
     });
     out
+}
+
+/// `softmax(scale * scores + mask)` of one row into `out`, all three of one length.
+pub(super) fn masked_softmax_row(scores: &[f32], mask: &[f32], scale: f32, out: &mut [f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for ((o, &s), &m) in out.iter_mut().zip(scores).zip(mask) {
+        *o = s * scale + m;
+        max = max.max(*o);
+    }
+    let mut total = 0f32;
+    for o in out.iter_mut() {
+        *o = (*o - max).exp();
+        total += *o;
+    }
+    let inverse = total.recip();
+    out.iter_mut().for_each(|o| *o *= inverse);
 }
 
 /// Gradient through a softmax `p` (times the scale applied before it): `scale * p * (g - sum(g p))`.

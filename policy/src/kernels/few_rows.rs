@@ -7,6 +7,9 @@
 //! row of `x`, which stays in the first-level cache (split along the input axis where it would not
 //! fit), while the next weight row is prefetched.
 //!
+//! A decoding step's attention uses the same kind of kernel for its weighted sums of value rows
+//! ([`weighted_sum`]).
+//!
 //! The tile uses AVX2 and FMA, detected at run time; other CPUs keep the general multiply. Each
 //! output's summation order depends only on the shapes, never on the thread count, so a seed
 //! reproduces the same tokens on any number of threads.
@@ -21,6 +24,11 @@ const PARALLEL_MIN_WEIGHTS: usize = 1 << 16;
 /// Fills a row-major `(rows, weights.len() / input)` block with the products of every row of `x`
 /// with every weight row.
 type Outputs = fn(x: &[f32], weights: &[f32], rows: usize, input: usize, out: &mut [f32]);
+
+/// Whether [`product`] runs on this CPU.
+pub(crate) fn available() -> bool {
+    avx2::kernel().is_some()
+}
 
 /// `x W^T` for `x` `(rows, input)` and `W` `(output, input)`, both row-major; the result is
 /// `(rows, output)`, row-major. `None` on a CPU without AVX2 and FMA, where callers keep the general
@@ -59,10 +67,27 @@ pub(crate) fn product(x: &[f32], weight: &[f32], rows: usize, input: usize) -> O
     Some(by_row)
 }
 
+/// `out += sum over j of weights[j] * values[j]`, for the rows `values[j]` (each `out.len()` wide)
+/// of `values`: one row of attention weights times the values. `None` on a CPU without AVX2 and
+/// FMA.
+pub(crate) fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) -> Option<()> {
+    let accumulate = avx2::weighted_sum_kernel()?;
+    debug_assert_eq!(values.len(), weights.len() * out.len());
+    accumulate(weights, values, out);
+    Some(())
+}
+
+/// See [`weighted_sum`].
+type WeightedSum = fn(weights: &[f32], values: &[f32], out: &mut [f32]);
+
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
     /// No vectorised tile on this architecture.
     pub(super) fn kernel() -> Option<super::Outputs> {
+        None
+    }
+
+    pub(super) fn weighted_sum_kernel() -> Option<super::WeightedSum> {
         None
     }
 }
@@ -93,6 +118,79 @@ mod avx2 {
     /// The tile, where this CPU runs it.
     pub(super) fn kernel() -> Option<super::Outputs> {
         available().then_some(outputs as super::Outputs)
+    }
+
+    /// The weighted sum, where this CPU runs it.
+    pub(super) fn weighted_sum_kernel() -> Option<super::WeightedSum> {
+        available().then_some(weighted_sum as super::WeightedSum)
+    }
+
+    /// See [`super::WeightedSum`].
+    fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {
+        assert!(available(), "the caller checked the CPU's features");
+        assert_eq!(
+            values.len(),
+            weights.len() * out.len(),
+            "one value row per weight"
+        );
+        // Safety: the CPU supports every feature `weighted_sum_avx2` enables (asserted above).
+        #[allow(unsafe_code)]
+        unsafe {
+            weighted_sum_avx2(weights, values, out)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn weighted_sum_avx2(weights: &[f32], values: &[f32], out: &mut [f32]) {
+        let width = out.len();
+        let mut start = 0;
+        // Eight vectors of the output at a time stay in registers across all the rows.
+        while width - start >= 8 * LANES {
+            weighted_span::<8>(weights, values, out, start);
+            start += 8 * LANES;
+        }
+        while width - start >= LANES {
+            weighted_span::<1>(weights, values, out, start);
+            start += LANES;
+        }
+        for (j, &weight) in weights.iter().enumerate() {
+            for (o, &v) in out[start..]
+                .iter_mut()
+                .zip(&values[j * width + start..(j + 1) * width])
+            {
+                *o += weight * v;
+            }
+        }
+    }
+
+    /// [`weighted_sum_avx2`] over the `N * LANES` outputs from `start`.
+    #[target_feature(enable = "avx2,fma")]
+    fn weighted_span<const N: usize>(
+        weights: &[f32],
+        values: &[f32],
+        out: &mut [f32],
+        start: usize,
+    ) {
+        let width = out.len();
+        assert!(start + N * LANES <= width && values.len() == weights.len() * width);
+        let (out_span, value_rows) = (out[start..].as_mut_ptr(), values.as_ptr());
+        // Safety: the span lies inside `out` and inside every value row (asserted above); the
+        // loads and stores have no alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut acc: [__m256; N] =
+                std::array::from_fn(|i| _mm256_loadu_ps(out_span.add(i * LANES)));
+            for (j, &weight) in weights.iter().enumerate() {
+                let weight = _mm256_set1_ps(weight);
+                let row = value_rows.add(j * width + start);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(weight, _mm256_loadu_ps(row.add(i * LANES)), *acc);
+                }
+            }
+            for (i, acc) in acc.into_iter().enumerate() {
+                _mm256_storeu_ps(out_span.add(i * LANES), acc);
+            }
+        }
     }
 
     /// See [`super::Outputs`].
@@ -244,6 +342,30 @@ mod tests {
                     - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn weighted_sum_matches_the_reference() {
+        // Widths off the eight-vector span and off the lane width; no rows at all.
+        for (rows, width) in [(0, 8), (1, 1), (5, 7), (48, 64), (3, 75), (9, 130)] {
+            let weights = values(rows, 3);
+            let rows_of_values = values(rows * width, 4);
+            let start = values(width, 5);
+            let mut got = start.clone();
+            if weighted_sum(&weights, &rows_of_values, &mut got).is_none() {
+                return;
+            }
+            for (c, (g, s)) in got.iter().zip(&start).enumerate() {
+                let want = *s as f64
+                    + (0..rows)
+                        .map(|j| weights[j] as f64 * rows_of_values[j * width + c] as f64)
+                        .sum::<f64>();
+                assert!(
+                    (*g as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{rows}x{width}, output {c}: {g} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]

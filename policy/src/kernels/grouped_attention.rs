@@ -5,13 +5,18 @@
 //! added in candle's backward pass. Here the forward runs the two products and the softmax on
 //! storage and writes the result token-major; the backward recomputes the attention weights (one
 //! product, cheap next to the projections) instead of keeping them, and applies the textbook
-//! gradients with detached tensor ops.
+//! gradients with detached tensor ops. A decoding step, a few query rows per key/value head, skips
+//! the batched products and attends each head on its own with the few-row kernels.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail};
 
-use super::attention::{MaskedSoftmax, SoftmaxGrad, masked_softmax_rows};
-use super::{contiguous, f32_values};
+use super::attention::{MaskedSoftmax, SoftmaxGrad, masked_softmax_row, masked_softmax_rows};
+use super::{contiguous, each_row, f32_values, few_rows};
+
+/// Query rows per key/value head (query heads of a group times new tokens) up to which each group
+/// is attended on its own by [`attend_few`]: a decoding step's.
+const FEW_ROWS: usize = 16;
 
 /// `softmax(scale * q k^T + mask) v` for query heads `q` `(B, Hq, T, D)` over key/value heads `k`,
 /// `v` `(B, Hkv, S, D)`, with the additive mask `(B, 1, T, S)`; returns `(B, T, Hq * D)`.
@@ -89,6 +94,46 @@ fn head_stride(layout: &Layout) -> Option<usize> {
     }
 }
 
+/// The attended heads `(B * Hkv, rows, D)` of a few query rows per group, one group at a time:
+/// `q` holds each group's rows contiguously and group `g`'s keys and values start `g * stride`
+/// floats into their slices. A decoding step's group is a few dot products per key, where a batched
+/// `gemm` call sets up and packs each group's small matrices at more cost than the arithmetic.
+/// Callers check that the few-row kernels ([`few_rows::available`]) run on this CPU.
+fn attend_few(
+    q: &[f32],
+    (keys, k_stride): (&[f32], usize),
+    (values, v_stride): (&[f32], usize),
+    mask: &[f32],
+    d: &Dims,
+    scale: f32,
+) -> Vec<f32> {
+    let rows = d.group() * d.queries;
+    let (width, block) = (rows * d.head_dim, d.keys * d.head_dim);
+    let mut heads = vec![0f32; d.batch * d.kv_heads * width];
+    each_row(&mut heads, width, |group, out| {
+        let q = &q[group * width..(group + 1) * width];
+        let keys = &keys[group * k_stride..group * k_stride + block];
+        let values = &values[group * v_stride..group * v_stride + block];
+        let scores = few_rows::product(q, keys, rows, d.head_dim)
+            .expect("callers check that the streamed product runs here");
+        let batch = group / d.kv_heads;
+        let mut weights = vec![0f32; d.keys];
+        // Row `r` is query head `r / queries` of the group at new token `r % queries`.
+        for (r, out) in out.chunks_exact_mut(d.head_dim).enumerate() {
+            let mask_row = batch * d.queries + r % d.queries;
+            masked_softmax_row(
+                &scores[r * d.keys..(r + 1) * d.keys],
+                &mask[mask_row * d.keys..(mask_row + 1) * d.keys],
+                scale,
+                &mut weights,
+            );
+            few_rows::weighted_sum(&weights, values, out)
+                .expect("callers check that the streamed product runs here");
+        }
+    });
+    heads
+}
+
 impl CustomOp3 for GroupedAttention {
     fn name(&self) -> &'static str {
         "grouped-attention"
@@ -117,32 +162,49 @@ impl CustomOp3 for GroupedAttention {
         }
         let groups = d.batch * d.kv_heads;
         let rows = d.group() * d.queries;
-        // Every (key/value head, batch) pair is one matrix of the batched products; a cache's
-        // heads sit `stride` floats apart however many of their rows are filled.
-        let heads = |layout: &Layout, stride: usize| {
-            Layout::new(
-                Shape::from((groups, d.keys, d.head_dim)),
-                vec![stride, d.head_dim, 1],
-                layout.start_offset(),
-            )
+        let batched = if rows <= FEW_ROWS && d.head_dim > 0 && few_rows::available() {
+            let (keys, values) = (
+                &f32_values(ks, self.name())?[kl.start_offset()..],
+                &f32_values(vs, self.name())?[vl.start_offset()..],
+            );
+            let q = contiguous(qs, ql, self.name())?;
+            let heads = attend_few(
+                q,
+                (keys, k_stride),
+                (values, v_stride),
+                mask,
+                &d,
+                self.scale,
+            );
+            CpuStorage::F32(heads)
+        } else {
+            // Every (key/value head, batch) pair is one matrix of the batched products; a cache's
+            // heads sit `stride` floats apart however many of their rows are filled.
+            let heads = |layout: &Layout, stride: usize| {
+                Layout::new(
+                    Shape::from((groups, d.keys, d.head_dim)),
+                    vec![stride, d.head_dim, 1],
+                    layout.start_offset(),
+                )
+            };
+            let scores = qs.matmul(
+                ks,
+                (groups, rows, d.keys, d.head_dim),
+                &Layout::contiguous_with_offset((groups, rows, d.head_dim), ql.start_offset()),
+                &heads(kl, k_stride).transpose(1, 2)?,
+            )?;
+            let scores = f32_values(&scores, self.name())?;
+            let weights =
+                masked_softmax_rows(scores, mask, d.query_heads, d.queries, d.keys, self.scale);
+            CpuStorage::F32(weights).matmul(
+                vs,
+                (groups, rows, d.head_dim, d.keys),
+                &Layout::contiguous((groups, rows, d.keys)),
+                &heads(vl, v_stride),
+            )?
         };
-        let scores = qs.matmul(
-            ks,
-            (groups, rows, d.keys, d.head_dim),
-            &Layout::contiguous_with_offset((groups, rows, d.head_dim), ql.start_offset()),
-            &heads(kl, k_stride).transpose(1, 2)?,
-        )?;
-        let scores = f32_values(&scores, self.name())?;
-        let weights =
-            masked_softmax_rows(scores, mask, d.query_heads, d.queries, d.keys, self.scale);
-        let heads_major = CpuStorage::F32(weights).matmul(
-            vs,
-            (groups, rows, d.head_dim, d.keys),
-            &Layout::contiguous((groups, rows, d.keys)),
-            &heads(vl, v_stride),
-        )?;
         // (B, Hq, T, D) -> (B, T, Hq, D): the layout the output projection reads.
-        let heads_major = f32_values(&heads_major, self.name())?;
+        let heads_major = f32_values(&batched, self.name())?;
         let mut out = vec![0f32; heads_major.len()];
         let span = d.head_dim;
         for (index, values) in heads_major.chunks(span).enumerate() {
