@@ -100,6 +100,14 @@ struct Candidate {
     item: TrainItem,
 }
 
+/// What identifies a question when completions of it are pooled: the same reference and prompt.
+pub fn question_key(question: &Question) -> String {
+    format!(
+        "{}/{}/{}/{}/{}",
+        question.family, question.difficulty, question.seed, question.index, question.prompt
+    )
+}
+
 /// Scores, groups and computes advantages for one round.
 pub fn build_batch(
     fresh: &[LocalGroup],
@@ -112,10 +120,7 @@ pub fn build_batch(
     let mut groups: BTreeMap<(String, usize), Vec<Candidate>> = BTreeMap::new();
     let mut source = 0usize;
     let mut key_for = |question: &Question, grouping: Grouping| -> (String, usize) {
-        let id = format!(
-            "{}/{}/{}/{}/{}",
-            question.family, question.difficulty, question.seed, question.index, question.prompt
-        );
+        let id = question_key(question);
         match grouping {
             Grouping::Pooled => (id, 0),
             Grouping::PerSource => {

@@ -17,6 +17,7 @@ pub mod warmup;
 pub use batch::Grouping;
 pub use metrics::RoundMetrics;
 pub use options::LearnerOptions;
+pub use pool::ExternalSelection;
 pub use rollout::{
     ExternalCompletion, ExternalGroup, LocalGroup, Network, NullNetwork, Provenance,
 };

@@ -25,6 +25,22 @@ pub struct RoundMetrics {
     pub external_accuracy: BTreeMap<String, f64>,
     /// External groups taken from the buffer this round.
     pub external_groups: usize,
+    /// External groups that arrived since the previous round.
+    #[serde(default)]
+    pub external_arrived: usize,
+    /// Of those, groups whose completions all scored alike under this node's rewards (pooled with
+    /// its own completions of the same question): zero advantage, no learning signal.
+    #[serde(default)]
+    pub external_uninformative: usize,
+    /// External groups waiting to be chosen from when this round's were taken.
+    #[serde(default)]
+    pub external_available: usize,
+    /// External groups taken that held the only correct answer to their question in the batch.
+    #[serde(default)]
+    pub external_aha: usize,
+    /// Share of this round's own groups whose completions all scored alike.
+    #[serde(default)]
+    pub local_zero_variance_fraction: f64,
     /// Own groups from earlier rounds replayed this round.
     pub stale_groups: usize,
     /// Own completions trained on (after zero-variance filtering).

@@ -43,6 +43,10 @@ pub struct LearnerOptions {
     pub external_share_cap: f64,
     /// Largest share of a round's external groups that may come from one author.
     pub author_share_cap: f64,
+    /// How external groups are chosen: `"informative-uniform"` discards groups with zero advantage
+    /// under this node's rewards and draws uniformly from the rest (the SAPO paper's rule);
+    /// `"freshest"` takes the newest arrivals whatever their advantage.
+    pub external_selection: crate::pool::ExternalSelection,
     /// External groups buffered at most between rounds.
     pub external_pool_size: usize,
     /// External groups older than this many rounds are dropped unused.
@@ -92,6 +96,7 @@ impl Default for LearnerOptions {
             external_per_round: 8,
             external_share_cap: 0.5,
             author_share_cap: 0.5,
+            external_selection: crate::pool::ExternalSelection::InformativeUniform,
             external_pool_size: 256,
             external_max_age_rounds: 4,
             grouping: crate::Grouping::Pooled,

@@ -14,10 +14,10 @@ use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
 use swarm_tasks::RewardConfig;
 
 use crate::advantage::AdvantageOptions;
-use crate::batch::{BatchOptions, BatchReport, Tokenize, build_batch};
+use crate::batch::{BatchOptions, BatchReport, Tokenize, build_batch, question_key};
 use crate::loss::LossOptions;
 use crate::metrics::{JsonlWriter, RoundMetrics, truncate_after_round};
-use crate::pool::{PoolLimits, RolloutPool};
+use crate::pool::{PoolLimits, RolloutPool, all_equal, judge_arrivals};
 use crate::rollout::{ExternalGroup, LocalGroup, Network};
 use crate::update::{UpdateOptions, UpdateStats, update};
 use crate::{LearnerOptions, render_prompt};
@@ -35,6 +35,9 @@ pub struct Learner {
     rollout_log: Option<JsonlWriter>,
     pool: RolloutPool,
     reference: Option<Policy>,
+    /// Seeds the draw of external groups, apart from the sampling stream, so that configurations
+    /// that take different numbers of external groups still sample from the same stream.
+    selection_seed: u64,
 }
 
 struct PolicyTokenizer<'a>(&'a Policy);
@@ -102,6 +105,7 @@ impl Learner {
             max_age_rounds: options.external_max_age_rounds,
             author_share_cap: options.author_share_cap,
             max_staleness: options.max_staleness,
+            selection: options.external_selection,
         });
         Ok(Self {
             metrics: JsonlWriter::open(&metrics_path)?,
@@ -115,6 +119,7 @@ impl Learner {
             checkpoints,
             pool,
             reference: None,
+            selection_seed: seed,
         })
     }
 
@@ -245,9 +250,28 @@ impl Learner {
         } else {
             Vec::new()
         };
-        self.pool.add_external(self.round, network.take_arrivals());
+        let arrivals = judge_arrivals(
+            network.take_arrivals(),
+            &fresh,
+            self.options.grouping,
+            &self.rewards(),
+        );
+        let external_arrived = arrivals.len();
+        let external_uninformative = arrivals.iter().filter(|a| !a.informative).count();
+        self.pool.add_external(self.round, arrivals);
         let allowance = self.external_allowance(fresh.len() + stale.len());
-        let external = self.pool.take_external(self.round, allowance);
+        let external_available = self.pool.expire(self.round);
+        let mut selection_rng = ChaCha8Rng::seed_from_u64(
+            self.selection_seed ^ self.round.wrapping_mul(SELECTION_STREAM),
+        );
+        let external = self
+            .pool
+            .take_external(self.round, allowance, &mut selection_rng);
+        let external_aha = delivered_aha(&fresh, &external, &self.rewards());
+        let local_zero_variance = fresh
+            .iter()
+            .filter(|g| all_equal(g.completions.iter().map(|c| c.reward)))
+            .count();
 
         let mut accuracy: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut reward_sum = 0.0;
@@ -292,6 +316,11 @@ impl Learner {
                 })
                 .collect(),
             external_groups: external.len(),
+            external_arrived,
+            external_uninformative,
+            external_available,
+            external_aha,
+            local_zero_variance_fraction: local_zero_variance as f64 / fresh.len().max(1) as f64,
             stale_groups: stale.len(),
             trained_local: report.trained_local_external.0,
             trained_external: report.trained_local_external.1,
@@ -398,6 +427,41 @@ impl Learner {
             self.options.keep_checkpoints,
         )
     }
+}
+
+/// Mixed into the selection seed per round, so each round draws from its own stream.
+const SELECTION_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// External groups taken this round that hold the only correct answer to their question in the
+/// batch: no own completion of that question and no other external group got it right. These are
+/// the rare successes sharing exists to spread.
+fn delivered_aha(
+    fresh: &[LocalGroup],
+    external: &[ExternalGroup],
+    rewards: &RewardConfig,
+) -> usize {
+    let mut own_correct: BTreeMap<String, bool> = BTreeMap::new();
+    for group in fresh {
+        *own_correct
+            .entry(question_key(&group.question))
+            .or_default() |= group.completions.iter().any(|c| c.reward >= 1.0);
+    }
+    let mut correct_groups: BTreeMap<String, usize> = BTreeMap::new();
+    for group in external {
+        let correct = group
+            .completions
+            .iter()
+            .any(|c| swarm_tasks::verify(&group.question, &c.text, rewards).correct);
+        if correct {
+            *correct_groups
+                .entry(question_key(&group.question))
+                .or_default() += 1;
+        }
+    }
+    correct_groups
+        .into_iter()
+        .filter(|(key, groups)| *groups == 1 && !own_correct.get(key).copied().unwrap_or(false))
+        .count()
 }
 
 /// Appends every own and external completion of the round, with locally computed rewards
