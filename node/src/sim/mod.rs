@@ -3,9 +3,11 @@
 pub mod adversary;
 pub mod config;
 pub mod live;
+pub mod markdown;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 
@@ -76,7 +78,7 @@ pub fn simulate(
     }
     let summary = report::summarize(&config.sim.name, config.sim.rounds, &runs);
     let files = report::write_report(&out, &summary, &runs)?;
-    println!("{}", report::render_markdown(&summary));
+    println!("{}", markdown::render_markdown(&summary));
     for file in files {
         println!("wrote {}", file.display());
     }

@@ -7,12 +7,15 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 /// One named line: (x, y) points in x order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
     /// Legend label.
     pub name: String,
     /// Points; non-finite values are skipped.
     pub points: Vec<(f64, f64)>,
+    /// An interval drawn as a shaded band around the line: (x, low, high) in x order, e.g. a
+    /// confidence interval; empty for none.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// Axis labels and title of a chart.
@@ -42,10 +45,16 @@ const PALETTE: [RGBColor; 10] = [
 /// Draws `series` as lines into an SVG file at `path`. Fails when there is nothing to draw, so a report
 /// never contains an empty chart that looks like a result.
 pub fn line_chart(path: &Path, chart: Chart<'_>, series: &[Series]) -> Result<()> {
+    let band_points = |s: &Series| {
+        s.band
+            .iter()
+            .flat_map(|&(x, low, high)| [(x, low), (x, high)])
+            .collect::<Vec<_>>()
+    };
     let finite = || {
         series
             .iter()
-            .flat_map(|s| s.points.iter())
+            .flat_map(move |s| s.points.iter().copied().chain(band_points(s)))
             .filter(|(x, y)| x.is_finite() && y.is_finite())
     };
     let (mut x0, mut x1, mut y0, mut y1) = finite().fold(
@@ -55,7 +64,7 @@ pub fn line_chart(path: &Path, chart: Chart<'_>, series: &[Series]) -> Result<()
             f64::INFINITY,
             f64::NEG_INFINITY,
         ),
-        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+        |(a, b, c, d), (x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
     );
     if !x0.is_finite() {
         return Err(anyhow!("chart `{}` has no data points", chart.title));
@@ -85,6 +94,24 @@ pub fn line_chart(path: &Path, chart: Chart<'_>, series: &[Series]) -> Result<()
             .draw()?;
         for (i, s) in series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
+            let band: Vec<(f64, f64, f64)> = s
+                .band
+                .iter()
+                .copied()
+                .filter(|(x, low, high)| x.is_finite() && low.is_finite() && high.is_finite())
+                .collect();
+            if !band.is_empty() {
+                // The outline runs along the upper bound and back along the lower one.
+                let outline: Vec<(f64, f64)> = band
+                    .iter()
+                    .map(|&(x, _, high)| (x, high))
+                    .chain(band.iter().rev().map(|&(x, low, _)| (x, low)))
+                    .collect();
+                ctx.draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    color.mix(0.18).filled(),
+                )))?;
+            }
             let points = s
                 .points
                 .iter()
@@ -118,10 +145,12 @@ mod tests {
             Series {
                 name: "node-0".into(),
                 points: vec![(0.0, 0.1), (1.0, 0.3), (2.0, f64::NAN), (3.0, 0.4)],
+                ..Series::default()
             },
             Series {
                 name: "node-1".into(),
                 points: vec![(0.0, 0.2), (1.0, 0.2)],
+                band: vec![(0.0, 0.1, 0.3), (1.0, 0.15, 0.25)],
             },
         ];
         let chart = Chart {
@@ -135,6 +164,7 @@ mod tests {
         assert!(
             svg.contains("node-0") && svg.contains("node-1") && svg.contains("Reward per round")
         );
+        assert!(svg.contains("<polygon"), "the band is drawn");
         for color in ["#1F77B4", "#D62728"] {
             assert!(
                 svg.to_ascii_uppercase().contains(color),

@@ -3,18 +3,20 @@
 //! Definitions, also written into the Markdown: a node's *cumulative reward* is the sum over its
 //! rounds of the mean reward of its own completions in that round (the SAPO paper's measure);
 //! configuration figures average honest nodes (no adversary) within a seed, then seeds, and give the
-//! standard deviation across seeds. Curves are smoothed with a trailing mean over `SMOOTHING`
-//! rounds.
+//! standard deviation across seeds. The plan's first configuration is the baseline: every other one is
+//! compared with it seed by seed (a paired difference with its 95% t interval, see [`super::stats`]).
+//! Curves are smoothed with a trailing mean over `SMOOTHING` rounds.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
 
+use super::markdown::render_markdown;
 use super::plot::{Chart, Series, line_chart};
 use super::run::{NodeResult, RunResult, slug};
+use super::stats::PairedDifference;
 
 /// Rounds in the trailing mean of the reward and accuracy curves.
 pub const SMOOTHING: usize = 5;
@@ -32,6 +34,11 @@ pub struct ConfigurationSummary {
     pub cumulative_reward: f64,
     /// Standard deviation of that across seeds (0 for one seed).
     pub cumulative_reward_std: f64,
+    /// The honest nodes' mean cumulative reward on each seed, in the order of `seeds`.
+    pub cumulative_reward_per_seed: Vec<f64>,
+    /// Cumulative reward minus the baseline's (the plan's first configuration), paired by seed;
+    /// absent for the baseline itself.
+    pub versus_baseline: Option<Comparison>,
     /// Mean own reward per completion over the last quarter of the rounds.
     pub final_reward: f64,
     /// Held-out pass@1 per family before the first round, honest nodes and seeds averaged.
@@ -44,8 +51,39 @@ pub struct ConfigurationSummary {
     pub received: BTreeMap<String, u64>,
     /// Negative-advantage external completions dropped by the NLL gate, summed.
     pub gated_external: u64,
+    /// Why sharing does or does not help: what the external groups were worth.
+    pub diagnostics: Diagnostics,
     /// Mean wall-clock seconds per run.
     pub seconds: f64,
+}
+
+/// A configuration against the baseline, seed by seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The baseline configuration's name.
+    pub baseline: String,
+    /// The paired difference in cumulative reward with its 95% interval.
+    pub difference: PairedDifference,
+    /// The mean difference as a share of the baseline's mean cumulative reward.
+    pub relative: f64,
+}
+
+/// Per-configuration diagnostics of sharing, over honest nodes, rounds and seeds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Diagnostics {
+    /// Share of own groups whose completions all scored alike (no learning signal).
+    pub local_zero_advantage_fraction: f64,
+    /// Share of arrived external groups with zero advantage under the receiver's rewards.
+    pub external_zero_advantage_fraction: f64,
+    /// External groups that arrived, per node and round.
+    pub external_arrived_per_round: f64,
+    /// External groups waiting to be chosen from, per node and round.
+    pub external_available_per_round: f64,
+    /// External groups taken, per node and round.
+    pub external_taken_per_round: f64,
+    /// External groups taken that held the only correct answer to their question in the batch
+    /// ("aha" moments delivered), summed over honest nodes and rounds, averaged over seeds.
+    pub aha_delivered: f64,
 }
 
 /// Everything `summary.json` holds.
@@ -113,6 +151,7 @@ pub fn summarize(name: &str, rounds: u64, runs: &[RunResult]) -> Summary {
                 .iter()
                 .map(|run| mean(honest(run).map(NodeResult::cumulative_reward)))
                 .collect();
+            let diagnostics = diagnose(&runs);
             let tail = (rounds as usize / 4).max(1);
             let honest_nodes: Vec<&NodeResult> = runs.iter().flat_map(|r| honest(r)).collect();
             let (local, external) = runs
@@ -134,6 +173,8 @@ pub fn summarize(name: &str, rounds: u64, runs: &[RunResult]) -> Summary {
                 honest_nodes: runs.first().map_or(0, |r| honest(r).count()),
                 cumulative_reward: mean(per_seed.iter().copied()),
                 cumulative_reward_std: std_dev(&per_seed),
+                cumulative_reward_per_seed: per_seed,
+                versus_baseline: None,
                 final_reward: mean(honest_nodes.iter().flat_map(|n| {
                     let skip = n.rounds.len().saturating_sub(tail);
                     n.rounds[skip..].iter().map(|m| m.reward_local)
@@ -148,15 +189,127 @@ pub fn summarize(name: &str, rounds: u64, runs: &[RunResult]) -> Summary {
                     .flat_map(|n| &n.rounds)
                     .map(|m| m.gated_external as u64)
                     .sum(),
+                diagnostics,
                 seconds: mean(runs.iter().map(|r| r.seconds)),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
     Summary {
         name: name.to_owned(),
         rounds,
-        configurations,
+        configurations: compare_with_baseline(configurations),
     }
+}
+
+/// Fills in each configuration's paired difference to the first one, over the seeds both ran.
+fn compare_with_baseline(
+    mut configurations: Vec<ConfigurationSummary>,
+) -> Vec<ConfigurationSummary> {
+    let Some(baseline) = configurations.first().cloned() else {
+        return configurations;
+    };
+    for configuration in configurations.iter_mut().skip(1) {
+        let (values, base): (Vec<f64>, Vec<f64>) = configuration
+            .seeds
+            .iter()
+            .zip(&configuration.cumulative_reward_per_seed)
+            .filter_map(|(seed, &value)| {
+                let at = baseline.seeds.iter().position(|s| s == seed)?;
+                Some((value, baseline.cumulative_reward_per_seed[at]))
+            })
+            .unzip();
+        let difference = PairedDifference::of(&values, &base);
+        configuration.versus_baseline = Some(Comparison {
+            baseline: baseline.name.clone(),
+            relative: difference.mean / mean(base.iter().copied()),
+            difference,
+        });
+    }
+    configurations
+}
+
+fn diagnose(runs: &[&RunResult]) -> Diagnostics {
+    let rounds: Vec<&swarm_learner::RoundMetrics> = runs
+        .iter()
+        .flat_map(|r| honest(r))
+        .flat_map(|n| &n.rounds)
+        .collect();
+    let per_round = |value: fn(&swarm_learner::RoundMetrics) -> usize| {
+        mean(rounds.iter().map(|m| value(m) as f64))
+    };
+    let arrived: usize = rounds.iter().map(|m| m.external_arrived).sum();
+    let uninformative: usize = rounds.iter().map(|m| m.external_uninformative).sum();
+    let aha: usize = rounds.iter().map(|m| m.external_aha).sum();
+    Diagnostics {
+        local_zero_advantage_fraction: mean(rounds.iter().map(|m| m.local_zero_variance_fraction)),
+        external_zero_advantage_fraction: if arrived == 0 {
+            f64::NAN
+        } else {
+            uninformative as f64 / arrived as f64
+        },
+        external_arrived_per_round: per_round(|m| m.external_arrived),
+        external_available_per_round: per_round(|m| m.external_available),
+        external_taken_per_round: per_round(|m| m.external_groups),
+        aha_delivered: aha as f64 / runs.len().max(1) as f64,
+    }
+}
+
+/// The honest nodes' mean cumulative reward after each round of one run.
+fn cumulative_curve(run: &RunResult) -> Vec<f64> {
+    let nodes: Vec<&NodeResult> = honest(run).collect();
+    let len = nodes.iter().map(|n| n.rounds.len()).min().unwrap_or(0);
+    let mut total = 0.0;
+    (0..len)
+        .map(|i| {
+            total += mean(nodes.iter().map(|n| n.rounds[i].reward_local));
+            total
+        })
+        .collect()
+}
+
+/// For each configuration after the baseline, its cumulative reward minus the baseline's round by
+/// round, paired by seed, with the 95% interval as a band; `None` when there is nothing to compare.
+fn paired_difference_curves(summary: &Summary, runs: &[RunResult]) -> Option<Vec<Series>> {
+    let baseline = &summary.configurations.first()?.name;
+    let curves = |name: &str| -> BTreeMap<u64, Vec<f64>> {
+        runs.iter()
+            .filter(|r| r.configuration == name)
+            .map(|r| (r.seed, cumulative_curve(r)))
+            .collect()
+    };
+    let base = curves(baseline);
+    let series: Vec<Series> = summary
+        .configurations
+        .iter()
+        .skip(1)
+        .map(|configuration| {
+            let pairs: Vec<(Vec<f64>, &Vec<f64>)> = curves(&configuration.name)
+                .into_iter()
+                .filter_map(|(seed, curve)| Some((curve, base.get(&seed)?)))
+                .collect();
+            let len = pairs
+                .iter()
+                .map(|(a, b)| a.len().min(b.len()))
+                .min()
+                .unwrap_or(0);
+            let at = |i: usize| {
+                let (values, base): (Vec<f64>, Vec<f64>) =
+                    pairs.iter().map(|(a, b)| (a[i], b[i])).unzip();
+                PairedDifference::of(&values, &base)
+            };
+            let differences: Vec<(f64, PairedDifference)> =
+                (0..len).map(|i| ((i + 1) as f64, at(i))).collect();
+            Series {
+                name: format!("{} - {baseline}", configuration.name),
+                points: differences.iter().map(|(x, d)| (*x, d.mean)).collect(),
+                band: differences
+                    .iter()
+                    .map(|(x, d)| (*x, d.ci95_low, d.ci95_high))
+                    .collect(),
+            }
+        })
+        .collect();
+    (!series.is_empty()).then_some(series)
 }
 
 fn smooth(values: &[f64]) -> Vec<(f64, f64)> {
@@ -230,6 +383,7 @@ pub fn write_report(out: &Path, summary: &Summary, runs: &[RunResult]) -> Result
                     None => format!("{} ({})", node.name, node.kind),
                 },
                 points: smooth(&node_curve(&runs, i, |m| m.reward_local)),
+                band: Vec::new(),
             })
             .collect();
         let path = out.join(format!("reward-{}.svg", slug(&configuration.name)));
@@ -259,6 +413,7 @@ pub fn write_report(out: &Path, summary: &Summary, runs: &[RunResult]) -> Result
                     ((i + 1) as f64, total)
                 })
                 .collect(),
+            band: Vec::new(),
         });
         let families: Vec<String> = configuration.pass_at_1_end.keys().cloned().collect();
         for family in families {
@@ -269,8 +424,25 @@ pub fn write_report(out: &Path, summary: &Summary, runs: &[RunResult]) -> Result
             accuracy.push(Series {
                 name: format!("{} {family}", configuration.name),
                 points: smooth(&curve),
+                band: Vec::new(),
             });
         }
+    }
+    if let Some(differences) = paired_difference_curves(summary, runs) {
+        let path = out.join("difference.svg");
+        line_chart(
+            &path,
+            Chart {
+                title: &format!(
+                    "cumulative reward minus {}'s, paired by seed (band: 95% interval)",
+                    summary.configurations[0].name
+                ),
+                x_label: "round",
+                y_label: "cumulative reward difference",
+            },
+            &differences,
+        )?;
+        written.push(path);
     }
     let path = out.join("cumulative-reward.svg");
     line_chart(
@@ -299,70 +471,4 @@ pub fn write_report(out: &Path, summary: &Summary, runs: &[RunResult]) -> Result
     std::fs::write(&markdown, render_markdown(summary))?;
     written.push(markdown);
     Ok(written)
-}
-
-fn format_scores(scores: &BTreeMap<String, f64>) -> String {
-    if scores.is_empty() {
-        return "-".to_owned();
-    }
-    scores
-        .iter()
-        .map(|(family, value)| format!("{family} {value:.3}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The Markdown summary: one table row per configuration.
-pub fn render_markdown(summary: &Summary) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "# Simulation {}\n", summary.name);
-    let _ = writeln!(
-        md,
-        "{} rounds per node. Cumulative reward: per honest node, the sum over rounds of the mean \
-         reward of its own completions; averaged over honest nodes, then seeds (± standard deviation \
-         across seeds). Final reward: mean over the last quarter of the rounds. pass@1: held-out \
-         questions, sampled at temperature 1.\n",
-        summary.rounds
-    );
-    let _ = writeln!(
-        md,
-        "| configuration | seeds | cumulative reward | final reward | pass@1 start | pass@1 end | external share | gated | seconds/run |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    for c in &summary.configurations {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.2} ± {:.2} | {:.3} | {} | {} | {:.2} | {} | {:.0} |",
-            c.name,
-            c.seeds.len(),
-            c.cumulative_reward,
-            c.cumulative_reward_std,
-            c.final_reward,
-            format_scores(&c.pass_at_1_start),
-            format_scores(&c.pass_at_1_end),
-            c.external_share,
-            c.gated_external,
-            c.seconds
-        );
-    }
-    let _ = writeln!(md, "\nReceived gossip messages by validation outcome:\n");
-    for c in &summary.configurations {
-        let outcomes = c
-            .received
-            .iter()
-            .map(|(reason, count)| format!("{reason} {count}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(
-            md,
-            "- {}: {}",
-            c.name,
-            if outcomes.is_empty() {
-                "none"
-            } else {
-                &outcomes
-            }
-        );
-    }
-    md
 }
