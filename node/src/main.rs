@@ -240,8 +240,8 @@ fn run(cli: Cli) -> Result<()> {
             "warn,swarm_net=error,libp2p_kad=error",
         )?;
         // Every simulated node trains on its own thread, so the nodes already use the cores;
-        // splitting each small matrix product across threads as well only adds contention
-        // (the quick plan at 30 rounds: 35.5 s wall with every core per operation, 28.1 s with one).
+        // splitting each small matrix product across threads as well only adds contention (the
+        // quick plan runs faster with one thread per operation).
         swarm_node::compute::set_threads(1);
         let plan = cli
             .common
