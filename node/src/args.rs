@@ -11,33 +11,111 @@ use swarm_node::config::LogFormat;
 #[command(name = "swarm-node", version, about, long_about = None)]
 pub(crate) struct Cli {
     #[command(flatten)]
-    pub(crate) common: CommonArgs,
+    pub(crate) leading: CommonArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
-/// Options every subcommand understands.
-#[derive(Debug, Args)]
+/// The options subcommands share, as one set. Before the subcommand name every one of them is
+/// accepted, as when they were global, and a subcommand that does not use one ignores it; after
+/// the name each subcommand takes only those it lists.
+#[derive(Debug, Default, Args)]
 pub(crate) struct CommonArgs {
-    /// Configuration file (TOML). Keys can also be set as SWARM_<SECTION>_<KEY> variables.
-    #[arg(long, global = true, env = "SWARM_CONFIG")]
+    /// Configuration file (TOML), for the subcommands that read it. Keys can also be set as
+    /// SWARM_<SECTION>_<KEY> variables.
+    #[arg(long, env = "SWARM_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Directory for the identity key, checkpoints and logs [config: node.data_dir].
-    #[arg(long, global = true, env = "SWARM_NODE_DATA_DIR")]
+    #[arg(long, env = "SWARM_NODE_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     /// HTTP API and dashboard address, or `off` [config: http.listen]; `simulate` serves one only
     /// when given.
-    #[arg(long, global = true, env = "SWARM_HTTP_LISTEN")]
+    #[arg(long, env = "SWARM_HTTP_LISTEN")]
     pub(crate) http: Option<String>,
     /// Log output format [config: log.format].
-    #[arg(long, global = true, value_enum, env = "SWARM_LOG_FORMAT")]
+    #[arg(long, value_enum, env = "SWARM_LOG_FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
+}
+
+impl CommonArgs {
+    /// These options, each given after the subcommand name winning over the same one given before.
+    pub(crate) fn or(self, leading: CommonArgs) -> CommonArgs {
+        CommonArgs {
+            config: self.config.or(leading.config),
+            data_dir: self.data_dir.or(leading.data_dir),
+            http: self.http.or(leading.http),
+            log_format: self.log_format.or(leading.log_format),
+        }
+    }
+}
+
+/// `--config` alone: subcommands that read the node configuration but keep no data directory,
+/// serve nothing and log little.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Configuration file (TOML). Keys can also be set as SWARM_<SECTION>_<KEY> variables.
+    #[arg(long, env = "SWARM_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// Subcommands that keep state in the data directory and log as they work.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// Directory for the identity key, checkpoints and logs [config: node.data_dir].
+    #[arg(long, env = "SWARM_NODE_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Log output format [config: log.format].
+    #[arg(long, value_enum, env = "SWARM_LOG_FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// Subcommands that run a node, which serves the HTTP API and dashboard.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    /// HTTP API and dashboard address, or `off` [config: http.listen].
+    #[arg(long, env = "SWARM_HTTP_LISTEN")]
+    pub(crate) http: Option<String>,
+}
+
+impl From<&ConfigArgs> for CommonArgs {
+    fn from(args: &ConfigArgs) -> Self {
+        CommonArgs {
+            config: args.config.clone(),
+            ..CommonArgs::default()
+        }
+    }
+}
+
+impl From<&NodeArgs> for CommonArgs {
+    fn from(args: &NodeArgs) -> Self {
+        CommonArgs {
+            data_dir: args.data_dir.clone(),
+            log_format: args.log_format,
+            ..CommonArgs::from(&args.config)
+        }
+    }
+}
+
+impl From<&ServeArgs> for CommonArgs {
+    fn from(args: &ServeArgs) -> Self {
+        CommonArgs {
+            http: args.http.clone(),
+            ..CommonArgs::from(&args.node)
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create or show this node's identity: its public key and libp2p peer id.
-    Identity,
+    Identity {
+        #[command(flatten)]
+        common: NodeArgs,
+    },
     /// Print the status of a running node, read from its HTTP API.
     Status {
         /// The node's API address [default: config http.listen].
@@ -46,6 +124,8 @@ pub(crate) enum Command {
         /// Print the raw JSON document instead of a summary.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Build the warm start of the model: supervised training on task demonstrations.
     Warmup {
@@ -56,6 +136,8 @@ pub(crate) enum Command {
         /// `train` uses].
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        common: NodeArgs,
     },
     /// Train on this machine alone: sample, score and update, round after round (resumes from the
     /// newest checkpoint in the data directory).
@@ -66,11 +148,22 @@ pub(crate) enum Command {
         /// Rounds to run.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: u64,
+        #[command(flatten)]
+        common: ServeArgs,
     },
     /// Run a multi-node simulation on this machine (real libp2p nodes on loopback, one learner
-    /// thread each) and write a report with charts. `--config` names the plan
-    /// [default: configs/sim-quick.toml]; `--http ADDR` shows the swarm live on a dashboard.
+    /// thread each) and write a report with charts.
     Simulate {
+        /// The simulation plan (TOML), which also sets every simulated node's configuration
+        /// [default: configs/sim-quick.toml].
+        #[arg(long = "config", env = "SWARM_CONFIG")]
+        plan: Option<PathBuf>,
+        /// Serve the dashboard and API for the running swarm on this address (none unless given).
+        #[arg(long, env = "SWARM_HTTP_LISTEN")]
+        http: Option<String>,
+        /// Log output format.
+        #[arg(long, value_enum, env = "SWARM_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
         /// Override the number of nodes (plans without [[kind]] tables).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
         nodes: Option<u64>,
@@ -109,6 +202,8 @@ pub(crate) enum Command {
         /// Stop after this many rounds instead of running until interrupted.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         rounds: Option<u64>,
+        #[command(flatten)]
+        common: ServeArgs,
     },
     /// Run a bootstrap node: no model; peers find each other through it and it relays validated
     /// gossip. Prints its multiaddrs; runs until SIGINT or SIGTERM.
@@ -119,6 +214,8 @@ pub(crate) enum Command {
         /// Network name [config: net.network].
         #[arg(long)]
         network: Option<String>,
+        #[command(flatten)]
+        common: ServeArgs,
     },
     /// Evaluate a model on held-out questions: pass@1 and pass@k per family.
     Eval {
@@ -140,6 +237,8 @@ pub(crate) enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Print the per-token log-probs of a completion given a prompt, as JSON (for parity debugging).
     Logprobs {
@@ -152,6 +251,8 @@ pub(crate) enum Command {
         /// Completion text whose tokens are scored.
         #[arg(long)]
         completion: String,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Measure sampling, training or gossip throughput, or the matrix-multiply rate they are read
     /// against, and print it (JSON with --json).
@@ -191,6 +292,8 @@ pub(crate) enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Browse the task families: list them, or show sample questions with their answers.
     Tasks {
@@ -202,6 +305,26 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+impl Command {
+    /// The shared options given after the subcommand name (`simulate` reads its own).
+    pub(crate) fn common(&self) -> CommonArgs {
+        match self {
+            Command::Identity { common } | Command::Warmup { common, .. } => common.into(),
+            Command::Train { common, .. }
+            | Command::Join { common, .. }
+            | Command::Bootstrap { common, .. }
+            | Command::Config {
+                action: ConfigAction::Show { common },
+            } => common.into(),
+            Command::Status { common, .. }
+            | Command::Eval { common, .. }
+            | Command::Logprobs { common, .. }
+            | Command::Bench { common, .. } => common.into(),
+            Command::Simulate { .. } | Command::Tasks { .. } => CommonArgs::default(),
+        }
+    }
 }
 
 impl Command {
@@ -265,7 +388,10 @@ pub(crate) enum TasksAction {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigAction {
     /// Print the effective configuration (defaults < file < environment < flags) as TOML.
-    Show,
+    Show {
+        #[command(flatten)]
+        common: ServeArgs,
+    },
 }
 
 /// Environment variables read by flags directly rather than through configuration keys.
@@ -276,3 +402,77 @@ pub(crate) const FLAG_ONLY_ENV: &[&str] = &[
     "SWARM_BENCH_MODEL",
     "SWARM_HTTP_LISTEN",
 ];
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The long options a subcommand's help lists.
+    fn options(path: &[&str]) -> Vec<String> {
+        let mut command = Cli::command();
+        for name in path {
+            command = command
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"))
+                .clone();
+        }
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_subcommand_lists_only_the_shared_options_it_uses() {
+        let shared = ["config", "data-dir", "http", "log-format"];
+        let expected: [(&[&str], &[&str]); 12] = [
+            (&["identity"], &["config", "data-dir", "log-format"]),
+            (&["status"], &["config"]),
+            (&["warmup"], &["config", "data-dir", "log-format"]),
+            (&["train"], &shared),
+            (&["simulate"], &["config", "http", "log-format"]),
+            (&["join"], &shared),
+            (&["bootstrap"], &shared),
+            (&["eval"], &["config"]),
+            (&["logprobs"], &["config"]),
+            (&["bench"], &["config"]),
+            (&["tasks", "show"], &[]),
+            (&["config", "show"], &shared),
+        ];
+        for (path, want) in expected {
+            let mut listed: Vec<String> = options(path)
+                .into_iter()
+                .filter(|long| shared.contains(&long.as_str()))
+                .collect();
+            listed.sort();
+            assert_eq!(listed, want, "swarm-node {}", path.join(" "));
+        }
+    }
+
+    #[test]
+    fn shared_options_are_still_accepted_before_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "swarm-node",
+            "--data-dir",
+            "node-a",
+            "--http",
+            "off",
+            "train",
+            "--solo",
+            "--data-dir",
+            "node-b",
+        ])
+        .unwrap();
+        let common = cli.command.common().or(cli.leading);
+        assert_eq!(common.data_dir, Some(PathBuf::from("node-b")));
+        assert_eq!(common.http.as_deref(), Some("off"));
+        assert!(Cli::try_parse_from(["swarm-node", "tasks", "list", "--http", "off"]).is_err());
+    }
+}

@@ -80,7 +80,9 @@ fn network_overrides(command: &Command) -> Vec<FlagOverride> {
             model,
             ..
         } => (bootstrap.as_slice(), listen, network, model.as_ref()),
-        Command::Bootstrap { listen, network } => (&[][..], listen, network, None),
+        Command::Bootstrap {
+            listen, network, ..
+        } => (&[][..], listen, network, None),
         _ => return Vec::new(),
     };
     let strings =
@@ -222,6 +224,9 @@ fn run_networked<T>(
 
 fn run(cli: Cli) -> Result<()> {
     if let Command::Simulate {
+        plan,
+        http,
+        log_format,
         nodes,
         rounds,
         local,
@@ -236,17 +241,18 @@ fn run(cli: Cli) -> Result<()> {
         // network layer reports as unreachable peers; in a simulation that is expected, so only
         // errors are shown.
         swarm_node::logging::init(
-            cli.common.log_format.unwrap_or(LogFormat::Human),
+            log_format
+                .or(cli.leading.log_format)
+                .unwrap_or(LogFormat::Human),
             "warn,swarm_net=error,libp2p_kad=error",
         )?;
         // Every simulated node trains on its own thread, so the nodes already use the cores;
         // splitting each small matrix product across threads as well only adds contention (the
         // quick plan runs faster with one thread per operation).
         swarm_node::compute::set_threads(1);
-        let plan = cli
-            .common
-            .config
+        let plan = plan
             .clone()
+            .or(cli.leading.config)
             .unwrap_or_else(|| PathBuf::from(swarm_node::sim::DEFAULT_PLAN));
         let overrides = swarm_node::sim::config::SimOverrides {
             nodes: nodes.map(|n| n as usize),
@@ -254,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             local_external: local.zip(*external).map(|(i, j)| (i as usize, j as usize)),
             seed: *seed,
         };
-        let http = simulation_http(cli.common.http.as_deref())?;
+        let http = simulation_http(http.as_deref().or(cli.leading.http.as_deref()))?;
         swarm_node::sim::simulate(
             &plan,
             &overrides,
@@ -266,10 +272,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    let mut flags = flag_overrides(&cli.common);
+    let common = cli.command.common().or(cli.leading);
+    let mut flags = flag_overrides(&common);
     flags.extend(network_overrides(&cli.command));
     let loaded = NodeConfig::load(
-        cli.common.config.as_deref(),
+        common.config.as_deref(),
         std::env::vars(),
         &flags,
         FLAG_ONLY_ENV,
@@ -287,7 +294,7 @@ fn run(cli: Cli) -> Result<()> {
         tracing::warn!("{warning}");
     }
     match cli.command {
-        Command::Identity => {
+        Command::Identity { .. } => {
             let identity = Identity::load_or_create(&config.node.data_dir)?;
             if identity.was_created() {
                 tracing::info!(path = %identity.path().display(), "created a new identity; back this file up");
@@ -296,7 +303,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("peer id:    {}", identity.peer_id());
             println!("key file:   {}", identity.path().display());
         }
-        Command::Status { api, json } => {
+        Command::Status { api, json, .. } => {
             let addr = match api {
                 Some(addr) => addr,
                 None => config.http.listen.parse().map_err(|_| {
@@ -327,7 +334,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Simulate { .. } => {
             unreachable!("simulate is handled before the node configuration loads")
         }
-        Command::Warmup { model, out } => {
+        Command::Warmup { model, out, .. } => {
             let model = model.unwrap_or_else(|| config.node.model.clone());
             let out = match out {
                 Some(out) => out,
@@ -359,7 +366,7 @@ fn run(cli: Cli) -> Result<()> {
                 evaluate(&policy, &options, config.node.seed)?.to_table()
             );
         }
-        Command::Train { solo: _, rounds } => {
+        Command::Train { rounds, .. } => {
             let board = status_board(&config, "learner", "solo");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -398,6 +405,7 @@ fn run(cli: Cli) -> Result<()> {
             n,
             k,
             json,
+            ..
         } => {
             let model = model.unwrap_or_else(|| config.node.model.clone());
             let policy = swarm_policy::Policy::load(&model, &swarm_policy::default_device()?)?;
@@ -419,6 +427,7 @@ fn run(cli: Cli) -> Result<()> {
             model,
             prompt,
             completion,
+            ..
         } => {
             let dir = model.unwrap_or_else(|| config.node.model.clone());
             let policy = swarm_policy::Policy::load(&dir, &swarm_policy::default_device()?)?;
@@ -437,6 +446,7 @@ fn run(cli: Cli) -> Result<()> {
             mesh_degree,
             size,
             json,
+            ..
         } => {
             if let BenchKind::Matmul = what {
                 let report = swarm_policy::bench::bench_matmul(
@@ -515,7 +525,7 @@ fn run(cli: Cli) -> Result<()> {
             })?;
         }
         Command::Config {
-            action: ConfigAction::Show,
+            action: ConfigAction::Show { .. },
         } => print!("{}", config.to_toml()?),
     }
     Ok(())
