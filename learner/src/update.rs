@@ -265,7 +265,7 @@ fn update_here(
     // Drawn on every path, so that the learner's random stream does not depend on the step count.
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.shuffle(rng);
-    let step_stats: Vec<[f64; 7]> = match first_forward {
+    let step_stats: Vec<StepStats> = match first_forward {
         // One step over every kept item, on the rows of the forward already taken (item order).
         Some(out) => {
             let all: Vec<usize> = (0..items.len()).collect();
@@ -288,22 +288,14 @@ fn update_here(
         }
     };
     stats.steps = step_stats.len();
-    let mut totals = [0.0f64; 7];
-    for step in &step_stats {
-        for (total, value) in totals.iter_mut().zip(step) {
-            *total += value;
-        }
-    }
-    let n = stats.steps as f64;
-    [
-        stats.clip_low,
-        stats.clip_high,
-        stats.entropy,
-        stats.mean_weight,
-        stats.effective_sample_size,
-        stats.kl_proximal,
-        stats.kl_reference,
-    ] = totals.map(|t| t / n);
+    let mean = StepStats::mean(&step_stats);
+    stats.clip_low = mean.clip_low;
+    stats.clip_high = mean.clip_high;
+    stats.entropy = mean.entropy;
+    stats.mean_weight = mean.mean_weight;
+    stats.effective_sample_size = mean.effective_sample_size;
+    stats.kl_proximal = mean.kl_proximal;
+    stats.kl_reference = mean.kl_reference;
     Ok((items, stats))
 }
 
@@ -315,9 +307,47 @@ struct RoundData<'a> {
     reference: Option<&'a [Vec<f32>]>,
 }
 
-/// One optimizer step on `minibatch`; returns clip low/high, entropy, mean weight, ESS share, KL to
-/// the proximal policy and KL to the reference. `forward`, when given, is the training forward of
-/// exactly these items in this order, already computed.
+/// What one optimizer step measured, before it stepped; the round reports their means in
+/// [`UpdateStats`], whose fields of the same names these are.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct StepStats {
+    clip_low: f64,
+    clip_high: f64,
+    entropy: f64,
+    mean_weight: f64,
+    effective_sample_size: f64,
+    kl_proximal: f64,
+    kl_reference: f64,
+}
+
+impl StepStats {
+    /// The round's figures: each field averaged over the round's steps.
+    fn mean(steps: &[StepStats]) -> StepStats {
+        let mut total = StepStats::default();
+        for step in steps {
+            total.clip_low += step.clip_low;
+            total.clip_high += step.clip_high;
+            total.entropy += step.entropy;
+            total.mean_weight += step.mean_weight;
+            total.effective_sample_size += step.effective_sample_size;
+            total.kl_proximal += step.kl_proximal;
+            total.kl_reference += step.kl_reference;
+        }
+        let n = steps.len() as f64;
+        StepStats {
+            clip_low: total.clip_low / n,
+            clip_high: total.clip_high / n,
+            entropy: total.entropy / n,
+            mean_weight: total.mean_weight / n,
+            effective_sample_size: total.effective_sample_size / n,
+            kl_proximal: total.kl_proximal / n,
+            kl_reference: total.kl_reference / n,
+        }
+    }
+}
+
+/// One optimizer step on `minibatch`. `forward`, when given, is the training forward of exactly
+/// these items in this order, already computed.
 fn train_step(
     policy: &Policy,
     optimizer: &mut AdamW,
@@ -325,7 +355,7 @@ fn train_step(
     minibatch: &[usize],
     forward: Option<SequenceLogprobs>,
     options: &UpdateOptions,
-) -> Result<[f64; 7]> {
+) -> Result<StepStats> {
     let RoundData {
         items,
         proximal,
@@ -396,19 +426,19 @@ fn train_step(
     let weight_square_sum = masked_sum(&weights.sqr()?)?;
     let log_ratio = (&current - &proximal)?;
     let k3 = ((log_ratio.exp()? - 1.0)? - &log_ratio)?;
-    Ok([
-        loss.clip_low_fraction,
-        loss.clip_high_fraction,
-        masked_sum(&out.entropy)? / tokens,
-        weight_sum / tokens,
-        if weight_square_sum > 0.0 {
+    Ok(StepStats {
+        clip_low: loss.clip_low_fraction,
+        clip_high: loss.clip_high_fraction,
+        entropy: masked_sum(&out.entropy)? / tokens,
+        mean_weight: weight_sum / tokens,
+        effective_sample_size: if weight_square_sum > 0.0 {
             weight_sum * weight_sum / weight_square_sum / tokens
         } else {
             0.0
         },
-        masked_sum(&k3)? / tokens,
+        kl_proximal: masked_sum(&k3)? / tokens,
         kl_reference,
-    ])
+    })
 }
 
 #[cfg(test)]

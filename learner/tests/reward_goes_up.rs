@@ -1,11 +1,11 @@
 //! Reward goes up: a solo node that starts from a short warm start raises its held-out pass@1 on an
 //! easy family by a clear margin. The margin is far above the evaluation noise (800 sampled answers
 //! each side, standard error about 0.018) and the run fails when the policy gradient is broken —
-//! with the advantage sign flipped, pass@1 falls instead (checked by hand, figures in the README).
+//! with the advantage sign flipped, pass@1 falls instead (checked by hand, figures in docs/performance.md).
 //!
 //! The learner runs from the same warm start under three seeds and the median end point is judged:
 //! one trajectory can collapse late toward a single answer (seen once, after a two-ulp change in an
-//! activation, figures in the README), and a learning check should not hinge on one trajectory.
+//! activation, figures in docs/performance.md), and a learning check should not hinge on one trajectory.
 
 use std::path::PathBuf;
 

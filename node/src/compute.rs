@@ -6,11 +6,9 @@ use std::path::Path;
 /// products are small enough that handing them to many threads costs more than it saves.
 pub const SMALL_MODEL_PARAMETERS: usize = 10_000_000;
 
-/// The thread cap for small models. Measured in the README on a 2-core machine: with the first fused
-/// CPU kernels a solo round of the 1.6M-parameter tiny policy took 0.18-0.21 s on two threads and
-/// 0.21-0.23 s on one; in the current table its training step is 1.46x and its sampling 1.02-1.08x
-/// faster on two threads than on one (medians). More threads were not measured for a model this
-/// small, so they are not assumed to help.
+/// The thread cap for small models: the tiny policy trains and samples faster on two threads than
+/// on one (see docs/performance.md). More threads were not measured for a model this small, so they
+/// are not assumed to help.
 pub const SMALL_MODEL_THREADS: u32 = 2;
 
 /// The thread count `node.threads = 0` means for the model in `model_dir`: at most
@@ -51,10 +49,8 @@ pub const ALLOCATOR_MMAP_THRESHOLD: usize = 32 << 20;
 /// Keeps tensor buffers of a training step in the heap between steps. Every step allocates and frees
 /// the same activations and gradients, a few MB each for mid-sized models; with glibc's defaults
 /// most of them are returned to the kernel when freed and page-faulted back in, zeroed, on the next
-/// step. Measured in the README: the fused SwiGLU forward and backward at the 25M model's shapes,
-/// 17.8-18.6 ms -> 10.2-10.9 ms (criterion, three runs each), the 25M training step on two threads
-/// median 793 -> 814 tokens/s, the tiny one 6,470 -> 6,897; one-thread steps unchanged. An operator's own
-/// `GLIBC_TUNABLES` malloc settings win. Must run before other threads start.
+/// step. Keeping them makes the fused kernels and multi-threaded training steps faster (see
+/// docs/performance.md). An operator's own `GLIBC_TUNABLES` malloc settings win. Must run before other threads start.
 pub fn keep_tensor_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

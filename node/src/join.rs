@@ -15,8 +15,8 @@ use tokio::runtime::Runtime;
 use crate::config::NodeConfig;
 use crate::gossip::{GossipNetwork, task_checker};
 use crate::identity::Identity;
+use crate::setup::{node_learner, print_round, record_round};
 use crate::status::StatusBoard;
-use crate::train::{node_learner, print_round, record_round};
 
 /// The network layer's settings from the node configuration.
 pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {

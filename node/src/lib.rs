@@ -11,6 +11,7 @@ pub mod http;
 pub mod identity;
 pub mod join;
 pub mod logging;
+pub mod setup;
 pub mod sim;
+pub mod solo;
 pub mod status;
-pub mod train;

@@ -55,6 +55,25 @@ pub struct BenchReport {
     pub gflop_per_second: f64,
 }
 
+/// The one-line summary `swarm-node bench` prints without `--json`.
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {:.1} tokens/s ({:.3} s per batch of {} x ({} + {}) tokens, {} distinct prompts, {} threads, {} parameters)",
+            self.kind,
+            self.tokens_per_second,
+            self.seconds_per_iteration,
+            self.batch,
+            self.prompt_tokens,
+            self.new_tokens,
+            self.distinct_prompts,
+            self.threads,
+            self.parameters
+        )
+    }
+}
+
 /// Matrix-multiply FLOPs of one forward token attending to `context` earlier tokens: two per weight
 /// of every projection and of the output head, plus the attention scores and the weighted sum.
 pub fn forward_flops_per_token(config: &ModelConfig, context: usize) -> f64 {
@@ -192,6 +211,17 @@ pub struct MatmulReport {
     pub seconds_per_iteration: f64,
     /// `2 size^3` FLOPs per product, per second, in GFLOP/s.
     pub gflop_per_second: f64,
+}
+
+/// The one-line summary `swarm-node bench matmul` prints without `--json`.
+impl std::fmt::Display for MatmulReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "matmul: {:.1} GFLOP/s ({:.4} s per {} x {} float32 product, {} threads)",
+            self.gflop_per_second, self.seconds_per_iteration, self.size, self.size, self.threads
+        )
+    }
 }
 
 /// The rate of one large float32 product through the same candle path the policy uses: the

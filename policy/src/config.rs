@@ -43,6 +43,19 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
 }
 
+/// The `eos_token_id` of a Hugging Face JSON file: `config.json` and `generation_config.json` both
+/// carry one, as a single id or a list, and must be read alike.
+pub(crate) fn eos_token_ids(file: &serde_json::Value) -> Vec<u32> {
+    match file.get("eos_token_id") {
+        Some(serde_json::Value::Array(ids)) => ids
+            .iter()
+            .filter_map(|v| v.as_u64().map(|v| v as u32))
+            .collect(),
+        Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
 impl ModelConfig {
     /// Reads `config.json` from a model directory.
     pub fn load(dir: &Path) -> Result<Self> {
@@ -130,14 +143,7 @@ impl ModelConfig {
             None if num_attention_heads > 0 => hidden_size / num_attention_heads,
             None => 0,
         };
-        let eos_token_ids = match get("eos_token_id") {
-            Some(serde_json::Value::Array(ids)) => ids
-                .iter()
-                .filter_map(|v| v.as_u64().map(|v| v as u32))
-                .collect(),
-            Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let eos_token_ids = eos_token_ids(value);
         let config = Self {
             vocab_size: usize_of("vocab_size")?,
             hidden_size,

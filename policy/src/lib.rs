@@ -11,7 +11,7 @@
 //! let device = swarm_policy::default_device()?;
 //! let policy = Policy::load(std::path::Path::new("configs/models/tiny"), &device)?;
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-//! let prompt = policy.encode(&policy.render_prompt("What is 2+3?")?)?;
+//! let prompt = policy.encode(&policy.apply_chat_template("What is 2+3?")?)?;
 //! let options = SampleOptions::default();
 //! let samples = policy.sample(std::slice::from_ref(&prompt), &options, &mut rng)?;
 //! let batch = vec![TokenSequence { prompt, completion: samples[0].token_ids.clone() }];
@@ -30,12 +30,12 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 mod kernels;
+pub mod logprobs;
 pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod prompt;
 pub mod sampler;
-pub mod train;
 mod weights;
 
 use std::path::{Path, PathBuf};
@@ -45,11 +45,11 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 pub use config::ModelConfig;
+pub use logprobs::{SequenceLogprobs, TokenLogprobs, TokenSequence};
 pub use model::{Decoder, KvCache};
 pub use optim::{AdamW, AdamWConfig, Gradients, LrSchedule};
 pub use prompt::ChatTemplate;
 pub use sampler::{Sample, SampleOptions};
-pub use train::{SequenceLogprobs, TokenLogprobs, TokenSequence};
 
 /// The device selected by the build: the first CUDA GPU with the `cuda` feature, else the CPU.
 pub fn default_device() -> Result<Device> {
@@ -98,14 +98,7 @@ fn generation_eos_ids(dir: &Path) -> Result<Vec<u32>> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    Ok(match value.get("eos_token_id") {
-        Some(serde_json::Value::Array(ids)) => ids
-            .iter()
-            .filter_map(|v| v.as_u64().map(|v| v as u32))
-            .collect(),
-        Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-        None => Vec::new(),
-    })
+    Ok(config::eos_token_ids(&value))
 }
 
 /// A model with its tokenizer and trainable variables.
@@ -279,8 +272,9 @@ impl Policy {
     }
 
     /// The text to tokenize for a question: the model's chat template around it when the model
-    /// directory has one, else `prompt` unchanged.
-    pub fn render_prompt(&self, prompt: &str) -> Result<String> {
+    /// directory has one, else `prompt` unchanged. Named apart from the learner's
+    /// `swarm_learner::render_prompt`, which adds the answer cue every model is trained with.
+    pub fn apply_chat_template(&self, prompt: &str) -> Result<String> {
         match &self.chat_template {
             Some(template) => template.render(prompt),
             None => Ok(prompt.to_owned()),

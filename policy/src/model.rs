@@ -72,8 +72,8 @@ struct Layer {
 ///
 /// Each layer's keys and values live in a buffer `(B, Hkv, capacity, D)` that new tokens are
 /// written into, and attention reads the filled part in place: concatenating onto the past every
-/// step would copy the whole cache per token (6% of a one-thread sampling profile of the 25M
-/// model). Inference only: the written values carry no gradient.
+/// step would copy the whole cache per token (a visible share of sampling time; see
+/// docs/performance.md). Inference only: the written values carry no gradient.
 #[derive(Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,

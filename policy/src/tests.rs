@@ -516,7 +516,10 @@ fn chat_templates_are_applied_and_saved_with_the_model() {
     let dir = small_model(true, "qwen2");
     let plain = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
     assert!(!plain.has_chat_template());
-    assert_eq!(plain.render_prompt("What is 2+2?").unwrap(), "What is 2+2?");
+    assert_eq!(
+        plain.apply_chat_template("What is 2+2?").unwrap(),
+        "What is 2+2?"
+    );
     std::fs::write(
         dir.path().join("tokenizer_config.json"),
         serde_json::json!({
@@ -528,7 +531,7 @@ fn chat_templates_are_applied_and_saved_with_the_model() {
     )
     .unwrap();
     let templated = Policy::init_random(dir.path(), 1, &Device::Cpu).unwrap();
-    let rendered = templated.render_prompt(" What is 2+2? ").unwrap();
+    let rendered = templated.apply_chat_template(" What is 2+2? ").unwrap();
     assert_eq!(rendered, "<bos>Q: What is 2+2?\nA:");
     // The template's special token text becomes the special token id, not five characters.
     let ids = templated.encode(&rendered).unwrap();
@@ -537,7 +540,10 @@ fn chat_templates_are_applied_and_saved_with_the_model() {
     let saved = tempfile::tempdir().unwrap();
     templated.save(saved.path()).unwrap();
     let loaded = Policy::load(saved.path(), &Device::Cpu).unwrap();
-    assert_eq!(loaded.render_prompt(" What is 2+2? ").unwrap(), rendered);
+    assert_eq!(
+        loaded.apply_chat_template(" What is 2+2? ").unwrap(),
+        rendered
+    );
 }
 
 #[test]

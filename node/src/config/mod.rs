@@ -78,7 +78,7 @@ pub struct NetSection {
     /// Also serve as a relay for other nodes (bootstrap nodes always do).
     pub relay_server: bool,
     /// Gossipsub mesh degree: peers each node forwards full bundles to. Lower saves bandwidth
-    /// (measured in the README), higher survives more lost peers.
+    /// (see docs/performance.md), higher survives more lost peers.
     pub mesh_degree: u32,
 }
 

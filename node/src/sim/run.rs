@@ -20,7 +20,7 @@ use swarm_tasks::eval::EvalOptions;
 use super::adversary::AdversarialNetwork;
 use super::config::{Adversary, Configuration, NodeKind, SimConfig};
 use crate::gossip::{GossipNetwork, task_checker};
-use crate::train::{cached_warm_start, has_model_weights, start_learner};
+use crate::setup::{cached_warm_start, has_model_weights, start_learner};
 
 /// How one node of one run did.
 #[derive(Debug, Clone, Serialize, Deserialize)]

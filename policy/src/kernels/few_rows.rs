@@ -109,10 +109,9 @@ mod avx2 {
     /// data cache of current x86 cores.
     const BLOCK_FLOATS: usize = 4096;
     /// How far ahead the weight is prefetched, and to which cache: into the second level, eight
-    /// rows ahead. Prefetching into the first level one row ahead left the product at 10-11 GB/s
-    /// of weights on one core of the development machine, the sum of the times to read and to
-    /// multiply, against 16-19 GB/s this way, eight or sixteen rows ahead alike (and 25 GB/s for a
-    /// plain read).
+    /// rows ahead. Prefetching into the first level one row ahead left the product taking the sum
+    /// of the times to read and to multiply; this way they overlap, eight or sixteen rows ahead
+    /// alike (figures in docs/performance.md).
     const PREFETCH_ROWS: usize = 8;
     const CACHE_LINE_FLOATS: usize = 16;
 

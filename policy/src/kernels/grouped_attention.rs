@@ -97,8 +97,8 @@ fn head_stride(layout: &Layout) -> Option<usize> {
 
 /// The attended heads `(B * Hkv, rows, D)` of a few query rows per group, one group at a time:
 /// `q` holds each group's rows contiguously and group `g`'s keys and values start `g * stride`
-/// floats into their slices. For a decoding step's few rows per group this took 65-72 us per layer
-/// of the 25M model against 77-87 for the batched `gemm` products.
+/// floats into their slices. For a decoding step's few rows per group this is faster than the
+/// batched `gemm` products (see docs/performance.md).
 /// Callers check that the few-row kernels ([`few_rows::available`]) run on this CPU.
 fn attend_few(
     q: &[f32],
@@ -132,9 +132,9 @@ fn attend_few(
                 .expect("callers check that the streamed product runs here");
         }
     };
-    // Shared with the pool however small: a worker left idle for the ~70 us this takes on one
-    // thread falls asleep, and waking it then delays the output projection that follows (25M, two
-    // threads, per layer and step: attention 67-70 -> 43-47 us, output projection 74-76 -> 54-61).
+    // Shared with the pool however small: a worker left idle for as long as this takes on one
+    // thread falls asleep, and waking it then delays the output projection that follows (both
+    // steps were measured faster this way; see docs/performance.md).
     if candle_core::utils::get_num_threads() > 1 {
         heads.par_chunks_mut(width).enumerate().for_each(attend);
     } else {

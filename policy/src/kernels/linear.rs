@@ -11,11 +11,10 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use super::{contiguous, f32_values, few_rows, last_dim};
 
 /// Up to this many rows (a decoding step: one per sequence) a product is bound by reading the
-/// weight. On AVX2 CPUs `few_rows` streams it once (the 25M model's batch-8 sampling on one thread:
-/// 476-502 -> 567-569 tokens/s against the path below; README). Elsewhere the forward computes
-/// `W x^T` with candle's matrix multiply and transposes the small result back: `gemm` is much
-/// faster on a product with few right-hand columns than on one with few left-hand rows (355-357 ->
-/// 451-457 tokens/s). Larger batches, training and prefill keep `x W^T`.
+/// weight. On AVX2 CPUs `few_rows` streams it once, which samples faster than the path below (see
+/// docs/performance.md). Elsewhere the forward computes `W x^T` with candle's matrix multiply and
+/// transposes the small result back: `gemm` is much faster on a product with few right-hand columns
+/// than on one with few left-hand rows. Larger batches, training and prefill keep `x W^T`.
 const FEW_ROWS: usize = 16;
 
 /// `x W^T` for `x` `(..., in)` and `W` `(out, in)`.

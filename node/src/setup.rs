@@ -1,11 +1,12 @@
-//! Solo training as the CLI runs it: find or build the warm start, then run learner rounds with a
-//! progress display and the status board fed for the HTTP API.
+//! What `train`, `join` and `simulate` share before and after the rounds they run: finding or
+//! building the warm start, starting the learner from it, and reporting each finished round on the
+//! terminal and to the status board.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use swarm_learner::{Learner, NullNetwork, WarmupOptions};
+use swarm_learner::{Learner, RoundMetrics, WarmupOptions};
 use swarm_policy::Policy;
 
 use crate::config::NodeConfig;
@@ -163,36 +164,52 @@ pub fn model_name(model: &Path) -> String {
         .unwrap_or_else(|| "model".to_owned())
 }
 
+/// A finished round as the node prints it: one line, with the peer count when on a network.
+pub struct RoundLine<'a> {
+    /// The round's metrics.
+    pub metrics: &'a RoundMetrics,
+    /// Peers connected at its end; `None` alone.
+    pub peers: Option<usize>,
+}
+
+impl std::fmt::Display for RoundLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let metrics = self.metrics;
+        let network = match self.peers {
+            Some(peers) => format!(
+                "  peers {peers}  peer groups {}  trained external {}/{}",
+                metrics.external_groups,
+                metrics.trained_external,
+                metrics.trained_local + metrics.trained_external
+            ),
+            None => String::new(),
+        };
+        write!(
+            f,
+            "round {:>4}  reward {:.3}  accuracy {}  zero-var {:.2}  entropy {:.3}  {:.0} tok/s  {:.2} s{network}",
+            metrics.round,
+            metrics.reward_local,
+            metrics
+                .accuracy
+                .iter()
+                .map(|(family, acc)| format!("{family}={acc:.2}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            metrics.zero_variance_fraction,
+            metrics.entropy,
+            metrics.tokens_per_second,
+            metrics.round_seconds
+        )
+    }
+}
+
 /// Prints one line for a finished round (with the peer count on the network).
-pub fn print_round(metrics: &swarm_learner::RoundMetrics, peers: Option<usize>) {
-    let network = match peers {
-        Some(peers) => format!(
-            "  peers {peers}  peer groups {}  trained external {}/{}",
-            metrics.external_groups,
-            metrics.trained_external,
-            metrics.trained_local + metrics.trained_external
-        ),
-        None => String::new(),
-    };
-    println!(
-        "round {:>4}  reward {:.3}  accuracy {}  zero-var {:.2}  entropy {:.3}  {:.0} tok/s  {:.2} s{network}",
-        metrics.round,
-        metrics.reward_local,
-        metrics
-            .accuracy
-            .iter()
-            .map(|(family, acc)| format!("{family}={acc:.2}"))
-            .collect::<Vec<_>>()
-            .join(","),
-        metrics.zero_variance_fraction,
-        metrics.entropy,
-        metrics.tokens_per_second,
-        metrics.round_seconds
-    );
+pub fn print_round(metrics: &RoundMetrics, peers: Option<usize>) {
+    println!("{}", RoundLine { metrics, peers });
 }
 
 /// Publishes a finished round to the status board (HTTP API and dashboard).
-pub fn record_round(board: &StatusBoard, metrics: &swarm_learner::RoundMetrics) -> Result<()> {
+pub fn record_round(board: &StatusBoard, metrics: &RoundMetrics) -> Result<()> {
     board.update(|s| {
         s.round = metrics.round;
         s.policy_version = metrics.policy_version;
@@ -201,18 +218,4 @@ pub fn record_round(board: &StatusBoard, metrics: &swarm_learner::RoundMetrics) 
     });
     board.push_history(serde_json::to_value(metrics)?);
     Ok(())
-}
-
-/// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), printing a line per
-/// round and publishing each round to `board`.
-pub fn train_solo(config: &NodeConfig, rounds: u64, board: &StatusBoard) -> Result<Learner> {
-    let mut learner = node_learner(config)?;
-    let target = learner.round() + rounds;
-    while learner.round() < target {
-        let metrics = learner.run_round(&mut NullNetwork)?;
-        print_round(&metrics, None);
-        record_round(board, &metrics)?;
-    }
-    learner.checkpoint()?;
-    Ok(learner)
 }
