@@ -14,7 +14,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, relay, tcp, yamux};
 use swarm_protocol::{
-    Digest, IgnoreReason, MessageId, Validation, ValidationContext, network_id, topic, validate,
+    Digest, IgnoreReason, MessageId, Outcome, Validation, ValidationContext, network_id, topic,
+    validate,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -433,14 +434,14 @@ impl EventLoop {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&gossip_id, &source, acceptance);
-        let name = outcome.as_str();
-        if !matches!(outcome, Validation::Accept(_)) {
-            debug!(%source, outcome = name, "gossip message not accepted");
+        let counted = outcome.outcome();
+        if counted != Outcome::Accept {
+            debug!(%source, outcome = counted.label(), "gossip message not accepted");
         }
-        if matches!(outcome, Validation::Reject(_)) {
+        if matches!(counted, Outcome::Reject(_)) {
             self.disconnect_if_graylisted(source);
         }
-        self.update_stats(|stats| *stats.outcomes.entry(name.to_owned()).or_default() += 1);
+        self.update_stats(|stats| *stats.outcomes.entry(counted).or_default() += 1);
         if let Validation::Accept(accepted) = outcome {
             self.state.record(
                 accepted.message_id,

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use libp2p::metrics::Registry;
 use libp2p::{Multiaddr, PeerId};
-use swarm_protocol::{MessageId, SignedEnvelope, ValidatedBundle};
+use swarm_protocol::{MessageId, Outcome, SignedEnvelope, ValidatedBundle};
 use tokio::sync::{mpsc, oneshot};
 
 pub use behaviour::MAX_TRANSMIT_BYTES;
@@ -53,9 +53,8 @@ pub enum NetEvent {
 /// Counters of the network layer, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
-    /// Validation outcomes of received gossip messages by stable name: `accept`, or the
-    /// [`swarm_protocol::RejectReason`] / [`swarm_protocol::IgnoreReason`] name.
-    pub outcomes: BTreeMap<String, u64>,
+    /// Validation outcomes of received gossip messages.
+    pub outcomes: BTreeMap<Outcome, u64>,
     /// Bundles this node published.
     pub published: u64,
     /// Bundles received and accepted.
@@ -82,9 +81,22 @@ pub struct NetStats {
 }
 
 impl NetStats {
-    /// How many received messages ended with this outcome name.
-    pub fn outcome(&self, name: &str) -> u64 {
-        self.outcomes.get(name).copied().unwrap_or(0)
+    /// How many received messages ended with the outcome labelled `label` (see
+    /// [`Outcome::label`]); tests and logs name outcomes this way.
+    pub fn outcome(&self, label: &str) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(outcome, _)| outcome.label() == label)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// The outcome counts keyed by label, for reports that store plain names.
+    pub fn outcomes_by_label(&self) -> BTreeMap<String, u64> {
+        self.outcomes
+            .iter()
+            .map(|(outcome, &count)| (outcome.label().to_owned(), count))
+            .collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use swarm_learner::Learner;
 use swarm_net::{NetConfig, NetHandle, NetStats};
-use swarm_protocol::{IgnoreReason, RejectReason};
+use swarm_protocol::Outcome;
 use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
 
@@ -95,16 +95,13 @@ fn start_network(
     Ok((handle, events))
 }
 
-/// The status board's `outcome.reason` key (as `/metrics` labels it) for a network outcome name.
-fn outcome_key(name: &str) -> String {
-    if name == "accept" {
-        name.to_owned()
-    } else if RejectReason::ALL.iter().any(|r| r.as_str() == name) {
-        format!("reject.{name}")
-    } else if IgnoreReason::ALL.iter().any(|r| r.as_str() == name) {
-        format!("ignore.{name}")
-    } else {
-        format!("other.{name}")
+/// The status board's `outcome.reason` key (as `/metrics` labels it) for a network outcome.
+fn outcome_key(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Accept => outcome.label().to_owned(),
+        Outcome::Reject(_) | Outcome::Ignore(_) => {
+            format!("{}.{}", outcome.kind(), outcome.label())
+        }
     }
 }
 
@@ -116,7 +113,7 @@ fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
         s.validation = stats
             .outcomes
             .iter()
-            .map(|(name, &count)| (outcome_key(name), count))
+            .map(|(&outcome, &count)| (outcome_key(outcome), count))
             .collect();
         s.listen_addrs = stats.listen_addrs.iter().map(|a| a.to_string()).collect();
         s.reachability = stats.nat_status.as_str().to_owned();
@@ -208,16 +205,29 @@ mod tests {
 
     #[test]
     fn network_outcomes_become_outcome_and_reason_labels() {
-        assert_eq!(outcome_key("accept"), "accept");
-        assert_eq!(outcome_key("bad_signature"), "reject.bad_signature");
-        assert_eq!(outcome_key("prompt_mismatch"), "reject.prompt_mismatch");
-        assert_eq!(outcome_key("duplicate"), "ignore.duplicate");
-        assert_eq!(outcome_key("over_quota"), "ignore.over_quota");
+        use swarm_protocol::{IgnoreReason, RejectReason};
+        assert_eq!(outcome_key(Outcome::Accept), "accept");
+        assert_eq!(
+            outcome_key(Outcome::Reject(RejectReason::BadSignature)),
+            "reject.bad_signature"
+        );
+        assert_eq!(
+            outcome_key(Outcome::Reject(RejectReason::PromptMismatch)),
+            "reject.prompt_mismatch"
+        );
+        assert_eq!(
+            outcome_key(Outcome::Ignore(IgnoreReason::Duplicate)),
+            "ignore.duplicate"
+        );
+        assert_eq!(
+            outcome_key(Outcome::Ignore(IgnoreReason::OverQuota)),
+            "ignore.over_quota"
+        );
         for reason in RejectReason::ALL {
-            assert!(outcome_key(reason.as_str()).starts_with("reject."));
+            assert!(outcome_key(Outcome::Reject(reason)).starts_with("reject."));
         }
         for reason in IgnoreReason::ALL {
-            assert!(outcome_key(reason.as_str()).starts_with("ignore."));
+            assert!(outcome_key(Outcome::Ignore(reason)).starts_with("ignore."));
         }
     }
 }

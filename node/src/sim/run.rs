@@ -440,7 +440,7 @@ fn run_one(
             pass_at_1_end,
             published: stats.published,
             unpublished: outcome.unpublished,
-            received: stats.outcomes,
+            received: stats.outcomes_by_label(),
         });
     }
     for handle in &handles {
