@@ -8,67 +8,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use swarm_learner::{ExternalCompletion, ExternalGroup, LocalGroup, Network};
 use swarm_net::{NetEvent, NetHandle, TaskChecker};
-use swarm_protocol::{Digest, RolloutBundle, SigningKey, TaskCheck, network_id, sign_bundle};
-use swarm_tasks::{TaskCatalog, TaskError};
+use swarm_protocol::{
+    Digest, RolloutBundle, SigningKey, TaskCheck, TaskRef, network_id, sign_bundle,
+};
+use swarm_tasks::{TaskCatalog, TaskError, TaskRefExt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-/// The wire form of a task reference.
-pub fn to_wire(task: &swarm_tasks::TaskRef) -> swarm_protocol::TaskRef {
-    match task.clone() {
-        swarm_tasks::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        } => swarm_protocol::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        },
-        swarm_tasks::TaskRef::Dataset { dataset_hash, row } => {
-            swarm_protocol::TaskRef::Dataset { dataset_hash, row }
-        }
-        swarm_tasks::TaskRef::Unlabeled { prompt_hash } => {
-            swarm_protocol::TaskRef::Unlabeled { prompt_hash }
-        }
-    }
-}
-
-/// The task crate's form of a wire reference.
-pub fn from_wire(task: &swarm_protocol::TaskRef) -> swarm_tasks::TaskRef {
-    match task.clone() {
-        swarm_protocol::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        } => swarm_tasks::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        },
-        swarm_protocol::TaskRef::Dataset { dataset_hash, row } => {
-            swarm_tasks::TaskRef::Dataset { dataset_hash, row }
-        }
-        swarm_protocol::TaskRef::Unlabeled { prompt_hash } => {
-            swarm_tasks::TaskRef::Unlabeled { prompt_hash }
-        }
-    }
-}
-
 /// The gossip layer's task check: regenerate the question a reference names and compare prompts.
 pub fn task_checker(catalog: TaskCatalog) -> TaskChecker {
-    Arc::new(
-        move |task, prompt| match catalog.check(&from_wire(task), prompt) {
-            Ok(_) => TaskCheck::Match,
-            Err(TaskError::UnknownFamily(_)) => TaskCheck::UnknownFamily,
-            Err(TaskError::UnknownDataset(_)) => TaskCheck::UnknownDataset,
-            Err(_) => TaskCheck::Mismatch,
-        },
-    )
+    Arc::new(move |task, prompt| match catalog.check(task, prompt) {
+        Ok(_) => TaskCheck::Match,
+        Err(TaskError::UnknownFamily(_)) => TaskCheck::UnknownFamily,
+        Err(TaskError::UnknownDataset(_)) => TaskCheck::UnknownDataset,
+        Err(_) => TaskCheck::Mismatch,
+    })
 }
 
 /// Milliseconds since the Unix epoch.
@@ -136,7 +90,7 @@ impl GossipNetwork {
             created_at_ms: now_ms(),
             policy: group.policy.clone(),
             sampling: group.sampling,
-            task: to_wire(&swarm_tasks::TaskRef::procedural(&group.question)),
+            task: TaskRef::procedural(&group.question),
             prompt: group.question.prompt.clone(),
             completions: group.completions.clone(),
         }
@@ -165,7 +119,7 @@ impl Network for GossipNetwork {
             let bundle = bundle.bundle;
             // The gossip layer already checked the prompt against the reference; resolving again
             // gives the ground truth to rescore with.
-            let question = match self.catalog.check(&from_wire(&bundle.task), &bundle.prompt) {
+            let question = match self.catalog.check(&bundle.task, &bundle.prompt) {
                 Ok(question) => question,
                 Err(err) => {
                     tracing::debug!(%err, "external bundle's task cannot be scored here");
@@ -193,15 +147,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn task_references_round_trip_and_the_checker_regenerates_prompts() {
+    fn the_checker_regenerates_prompts() {
         let question = swarm_tasks::family("countdown").unwrap().generate(1, 3, 4);
-        let local = swarm_tasks::TaskRef::procedural(&question);
-        let wire = to_wire(&local);
-        assert_eq!(from_wire(&wire), local);
+        let wire = TaskRef::procedural(&question);
         let check = task_checker(TaskCatalog::new());
         assert_eq!(check(&wire, &question.prompt), TaskCheck::Match);
         assert_eq!(check(&wire, "What is 1+1?"), TaskCheck::Mismatch);
-        let unknown = swarm_protocol::TaskRef::Procedural {
+        let unknown = TaskRef::Procedural {
             family: "poetry".into(),
             difficulty: 0,
             seed: 0,
