@@ -1,6 +1,7 @@
 //! The single task that owns the libp2p swarm: it runs commands from [`crate::NetHandle`],
 //! validates every gossip message and reports its outcome, and keeps the node connected.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,11 +32,11 @@ use crate::{Command, NetEvent, NetHandle, NetStats};
 /// Commands are few and small; a short queue is enough and pushes back on a runaway caller.
 const COMMAND_CAPACITY: usize = 64;
 
-pub(crate) async fn start(
+pub(crate) async fn start<T: Send + 'static>(
     config: NetConfig,
     seed: [u8; 32],
-    task_check: TaskChecker,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>)> {
+    task_check: TaskChecker<T>,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent<T>>)> {
     let mut seed = seed;
     let key = Keypair::ed25519_from_bytes(&mut seed)
         .map_err(|err| anyhow!("the node seed is not a valid ed25519 secret key: {err}"))?;
@@ -97,6 +98,7 @@ pub(crate) async fn start(
         seen_sequences: BoundedSet::new(config.dedup_capacity),
         authors: RateLimiter::new(config.author_quota_per_minute),
         task_check,
+        resolved: RefCell::new(None),
         now: Instant::now(),
     };
     let event_loop = EventLoop {
@@ -144,21 +146,21 @@ fn add_bootstrap_peer(swarm: &mut Swarm<NodeBehaviour>, address: &Multiaddr) {
     }
 }
 
-struct EventLoop {
+struct EventLoop<T> {
     config: NetConfig,
     network_id: Digest,
     swarm: Swarm<NodeBehaviour>,
     topic: IdentTopic,
-    state: ValidationState,
+    state: ValidationState<T>,
     peers: RateLimiter<PeerId>,
     stats: Arc<Mutex<NetStats>>,
-    events: mpsc::Sender<NetEvent>,
+    events: mpsc::Sender<NetEvent<T>>,
     local_peer_id: PeerId,
     reachability: Reachability,
     metrics: Metrics,
 }
 
-impl EventLoop {
+impl<T: Send + 'static> EventLoop<T> {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(self.config.redial_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -410,8 +412,8 @@ impl EventLoop {
     fn on_gossip(&mut self, source: PeerId, gossip_id: gossipsub::MessageId, data: &[u8]) {
         let now = Instant::now();
         self.state.now = now;
-        let outcome = if !self.peers.try_spend(&source, now) {
-            Validation::Ignore(IgnoreReason::OverQuota)
+        let (outcome, resolved) = if !self.peers.try_spend(&source, now) {
+            (Validation::Ignore(IgnoreReason::OverQuota), None)
         } else {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -423,7 +425,18 @@ impl EventLoop {
                 staleness: self.config.staleness,
                 hooks: &self.state,
             };
-            validate(data, &context)
+            let outcome = validate(data, &context);
+            (outcome, self.state.resolved.take())
+        };
+        let outcome = match outcome {
+            // validate() runs the task check last before accepting, so an accepted message has a
+            // resolution; should that ever change, a bundle nobody resolved is dropped unpenalised
+            // rather than handed to the learner unchecked.
+            Validation::Accept(_) if resolved.is_none() => {
+                warn!(%source, "accepted bundle has no task resolution; ignoring it");
+                Validation::Ignore(IgnoreReason::UnknownTaskFamily)
+            }
+            outcome => outcome,
         };
         let acceptance = match &outcome {
             Validation::Accept(_) => MessageAcceptance::Accept,
@@ -442,7 +455,7 @@ impl EventLoop {
             self.disconnect_if_graylisted(source);
         }
         self.update_stats(|stats| *stats.outcomes.entry(counted).or_default() += 1);
-        if let Validation::Accept(accepted) = outcome {
+        if let (Validation::Accept(accepted), Some(resolved)) = (outcome, resolved) {
             self.state.record(
                 accepted.message_id,
                 accepted.signer,
@@ -451,6 +464,7 @@ impl EventLoop {
             self.update_stats(|stats| stats.accepted += 1);
             self.emit(NetEvent::Bundle {
                 bundle: accepted,
+                resolved,
                 source,
                 received_at: SystemTime::now(),
             });
@@ -502,7 +516,7 @@ impl EventLoop {
 
     /// Hands an event to the learner without ever blocking the network loop: a learner that
     /// falls behind loses bundles (counted), not connections.
-    fn emit(&mut self, event: NetEvent) {
+    fn emit(&mut self, event: NetEvent<T>) {
         if self.events.try_send(event).is_err() {
             self.update_stats(|stats| stats.dropped_events += 1);
         }

@@ -32,13 +32,16 @@ pub use reachability::NatStatus;
 pub use state::TaskChecker;
 pub use telemetry::{WireBytes, wire_bytes};
 
-/// What the network layer tells the learner.
+/// What the network layer tells the learner. `T` is what the node's [`TaskChecker`] resolves a
+/// task reference to.
 #[derive(Clone, Debug)]
-pub enum NetEvent {
+pub enum NetEvent<T = ()> {
     /// A bundle from another node passed every check.
     Bundle {
         /// The validated bundle.
         bundle: ValidatedBundle,
+        /// What the task check resolved the bundle's task reference to during validation.
+        resolved: T,
         /// The peer that forwarded it to us (not necessarily its author).
         source: PeerId,
         /// When this node received it.
@@ -195,11 +198,12 @@ impl NetHandle {
 
 /// Starts the network layer of a node whose identity is the ed25519 `seed`, and returns its
 /// handle and the channel of events for the learner. `task_check` regenerates the prompt of a
-/// task reference and compares it with the received one.
-pub async fn spawn(
+/// task reference and compares it with the received one; what it resolves comes with each
+/// accepted bundle.
+pub async fn spawn<T: Send + 'static>(
     config: NetConfig,
     seed: [u8; 32],
-    task_check: TaskChecker,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>)> {
+    task_check: TaskChecker<T>,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent<T>>)> {
     event_loop::start(config, seed, task_check).await
 }

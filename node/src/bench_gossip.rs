@@ -151,7 +151,7 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
             let (handle, events) = runtime.block_on(swarm_net::spawn(
                 config.clone(),
                 key.to_bytes(),
-                Arc::new(|_: &TaskRef, _: &str| TaskCheck::Match),
+                Arc::new(|_: &TaskRef, _: &str| Ok::<(), TaskCheck>(())),
             ))?;
             let deadline = Instant::now() + Duration::from_secs(10);
             while handle.listen_addrs().is_empty() {

@@ -13,7 +13,7 @@ use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
 
 use crate::config::NodeConfig;
-use crate::gossip::{GossipNetwork, task_checker};
+use crate::gossip::{GossipEvents, GossipNetwork, task_checker};
 use crate::identity::Identity;
 use crate::status::StatusBoard;
 use crate::train::{node_learner, print_round, record_round};
@@ -77,7 +77,7 @@ fn start_network(
     identity: &Identity,
     board: &StatusBoard,
     runtime: &Runtime,
-) -> Result<(NetHandle, tokio::sync::mpsc::Receiver<swarm_net::NetEvent>)> {
+) -> Result<(NetHandle, GossipEvents)> {
     let (handle, events) = runtime.block_on(swarm_net::spawn(
         net,
         identity.seed(),
@@ -144,7 +144,6 @@ pub fn join(
         runtime.handle().clone(),
         identity.signing_key(),
         &config.net.network,
-        TaskCatalog::new(),
     );
     let target = rounds.map(|r| learner.round() + r);
     while !stop.load(Ordering::SeqCst) && target.is_none_or(|t| learner.round() < t) {

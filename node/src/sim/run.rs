@@ -254,7 +254,7 @@ fn start_network(
     runtime: &tokio::runtime::Runtime,
     network_name: &str,
     keys: &[SigningKey],
-) -> Result<Vec<(NetHandle, tokio::sync::mpsc::Receiver<swarm_net::NetEvent>)>> {
+) -> Result<Vec<(NetHandle, crate::gossip::GossipEvents)>> {
     let mut nodes: Vec<(NetHandle, _)> = Vec::new();
     for key in keys {
         let mut net = NetConfig::loopback(network_name);
@@ -364,7 +364,6 @@ fn run_one(
                 runtime.handle().clone(),
                 key.clone(),
                 &network_name,
-                TaskCatalog::new(),
             );
             let adversary = plan.kind.adversary.filter(|_| configuration.adversaries);
             let slowdown = plan.kind.slowdown;
