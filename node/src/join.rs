@@ -1,11 +1,10 @@
 //! `swarm-node join` and `swarm-node bootstrap`: a learner on the real network, and a model-free
 //! node that helps others find each other and relays gossip.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use swarm_learner::Learner;
 use swarm_net::{NetConfig, NetHandle, NetStats};
 use swarm_protocol::Outcome;
@@ -15,61 +14,12 @@ use tokio::runtime::Runtime;
 use crate::config::NodeConfig;
 use crate::gossip::{GossipEvents, GossipNetwork, task_checker};
 use crate::identity::Identity;
+use crate::net_config::net_config;
 use crate::status::StatusBoard;
 use crate::train::{node_learner, print_round, record_round};
 
-/// The network layer's settings from the node configuration.
-pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
-    let parse = |addrs: &[String]| -> Result<Vec<libp2p::Multiaddr>> {
-        addrs
-            .iter()
-            .map(|a| {
-                a.parse()
-                    .with_context(|| format!("{a:?} is not a multiaddr"))
-            })
-            .collect()
-    };
-    Ok(NetConfig {
-        network_name: config.net.network.clone(),
-        listen: parse(&config.net.listen)?,
-        bootstrap: parse(&config.net.bootstrap)?,
-        external_addresses: parse(&config.net.external_addresses)?,
-        local_mode: config.net.local,
-        max_connections: config.net.max_connections,
-        relay_server: config.net.relay_server,
-        mesh_degree: config.net.mesh_degree as usize,
-        relay_reservations: config
-            .net
-            .relay_reservations
-            .parse()
-            .map_err(|err: String| anyhow::anyhow!("`net.relay_reservations`: {err}"))?,
-        ..NetConfig::default()
-    })
-}
-
-/// Sets `stop` on SIGINT or SIGTERM, so the work in progress can finish and be saved.
-pub fn stop_on_signal(runtime: &Runtime, stop: Arc<AtomicBool>) {
-    runtime.spawn(async move {
-        let interrupt = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
-        }
-        tracing::info!("signal received: finishing the current round, then stopping");
-        stop.store(true, Ordering::SeqCst);
-    });
-}
+/// Re-exported because the binary calls it by this path.
+pub use crate::signals::stop_on_signal;
 
 /// Starts the network layer under this node's identity and prints the addresses peers can dial.
 fn start_network(

@@ -11,6 +11,8 @@ pub mod http;
 pub mod identity;
 pub mod join;
 pub mod logging;
+pub mod net_config;
+pub mod signals;
 pub mod sim;
 pub mod status;
 pub mod train;
