@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use swarm_net::{NetConfig, NetEvent, NetHandle};
+use swarm_protocol::test_support::example_bundle;
 use swarm_protocol::{
     Completion, PolicyInfo, RolloutBundle, SamplingParams, SigningKey, TaskCheck, TaskRef,
     network_id, prompt_hash, sign_bundle,
@@ -70,24 +71,22 @@ pub struct GossipBenchReport {
     pub mesh_degree: usize,
 }
 
+/// The protocol's example bundle grown to a realistic size: `completions` answers of 48 tokens
+/// each, under an unlabeled prompt unique to `sequence`.
 fn bundle(network: &str, key: &SigningKey, sequence: u64, completions: usize) -> RolloutBundle {
     let prompt = format!("bench prompt {sequence}");
+    let example = example_bundle(key);
     RolloutBundle {
         network_id: network_id(network),
-        author: key.verifying_key().to_bytes(),
         sequence,
         created_at_ms: now_ms(),
         policy: PolicyInfo {
-            model_name: "tiny".into(),
-            architecture_hash: [1; 32],
-            tokenizer_hash: [2; 32],
             policy_version: sequence,
+            ..example.policy
         },
         sampling: SamplingParams {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
             max_new_tokens: 64,
+            ..example.sampling
         },
         task: TaskRef::Unlabeled {
             prompt_hash: prompt_hash(&prompt),
@@ -102,6 +101,7 @@ fn bundle(network: &str, key: &SigningKey, sequence: u64, completions: usize) ->
                 truncated: false,
             })
             .collect(),
+        ..example
     }
 }
 

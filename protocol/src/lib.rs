@@ -63,6 +63,8 @@ mod ids;
 mod limits;
 mod reason;
 mod signing;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod validate;
 mod wire;
 

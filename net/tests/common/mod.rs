@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use swarm_net::{NetConfig, NetEvent, NetHandle, TaskChecker, spawn};
+use swarm_protocol::test_support::example_bundle;
 use swarm_protocol::{
-    Completion, PolicyInfo, RolloutBundle, SamplingParams, SignedEnvelope, SigningKey, TaskCheck,
-    TaskRef, ValidatedBundle, network_id, prompt_hash, sign_bundle,
+    RolloutBundle, SignedEnvelope, SigningKey, TaskCheck, TaskRef, ValidatedBundle, network_id,
+    prompt_hash, sign_bundle,
 };
 use tokio::sync::mpsc;
 
@@ -27,35 +28,18 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The protocol's example bundle, fresh, on `network`, with an unlabeled `prompt` (so that a changed
+/// prompt is a protocol violation even though every task check here matches).
 pub fn bundle(network: &str, key: &SigningKey, sequence: u64, prompt: &str) -> RolloutBundle {
     RolloutBundle {
         network_id: network_id(network),
-        author: key.verifying_key().to_bytes(),
         sequence,
         created_at_ms: now_ms(),
-        policy: PolicyInfo {
-            model_name: "tiny".into(),
-            architecture_hash: [0; 32],
-            tokenizer_hash: [0; 32],
-            policy_version: 0,
-        },
-        sampling: SamplingParams {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            max_new_tokens: 4,
-        },
         task: TaskRef::Unlabeled {
             prompt_hash: prompt_hash(prompt),
         },
         prompt: prompt.into(),
-        completions: vec![Completion {
-            text: "hi".into(),
-            token_ids: vec![5, 2],
-            logprobs: vec![-0.1, -0.2],
-            reward: 1.0,
-            truncated: false,
-        }],
+        ..example_bundle(key)
     }
 }
 
