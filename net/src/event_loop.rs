@@ -3,11 +3,12 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
@@ -18,7 +19,7 @@ use swarm_protocol::{
     Digest, IgnoreReason, MessageId, Outcome, Validation, ValidationContext, network_id, topic,
     validate,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{
@@ -31,6 +32,10 @@ use crate::{Command, NetEvent, NetHandle, NetStats};
 
 /// Commands are few and small; a short queue is enough and pushes back on a runaway caller.
 const COMMAND_CAPACITY: usize = 64;
+
+/// How long [`crate::spawn`] waits for its listeners to report their addresses. Binding a local
+/// port is immediate; this only bounds a transport that never answers.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn start<T: Send + 'static>(
     config: NetConfig,
@@ -71,12 +76,14 @@ pub(crate) async fn start<T: Send + 'static>(
         .gossipsub
         .subscribe(&gossip_topic)
         .map_err(|err| anyhow!("cannot subscribe to {gossip_topic}: {err}"))?;
+    let mut listeners = Vec::with_capacity(config.listen.len());
     for address in &config.listen {
-        swarm.listen_on(address.clone()).with_context(|| {
+        let listener = swarm.listen_on(address.clone()).with_context(|| {
             format!(
                 "cannot listen on {address}; check the --listen address and that the port is free"
             )
         })?;
+        listeners.push((listener, address.clone()));
     }
     for address in &config.external_addresses {
         swarm.add_external_address(address.clone());
@@ -92,6 +99,7 @@ pub(crate) async fn start<T: Send + 'static>(
     let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (event_sender, events) = mpsc::channel(config.event_capacity.max(1));
     let stats = Arc::new(Mutex::new(NetStats::default()));
+    let (topic_peers, topic_peers_seen) = watch::channel(0);
     let registry = Arc::new(registry);
     let state = ValidationState {
         seen_ids: BoundedSet::new(config.dedup_capacity),
@@ -101,7 +109,7 @@ pub(crate) async fn start<T: Send + 'static>(
         resolved: RefCell::new(None),
         now: Instant::now(),
     };
-    let event_loop = EventLoop {
+    let mut event_loop = EventLoop {
         network_id: network_id(&config.network_name),
         peers: RateLimiter::new(config.peer_quota_per_minute),
         reachability: Reachability::new(config.relay_reservations, config.max_relay_reservations),
@@ -110,10 +118,12 @@ pub(crate) async fn start<T: Send + 'static>(
         topic: gossip_topic,
         state,
         stats: stats.clone(),
+        topic_peers,
         events: event_sender,
         local_peer_id: peer_id,
         metrics,
     };
+    event_loop.wait_until_listening(listeners).await?;
     tokio::spawn(event_loop.run(commands));
     info!(%peer_id, "network layer started");
     Ok((
@@ -121,6 +131,7 @@ pub(crate) async fn start<T: Send + 'static>(
             peer_id,
             commands: command_sender,
             stats,
+            topic_peers: topic_peers_seen,
             metrics: registry,
         },
         events,
@@ -154,6 +165,8 @@ struct EventLoop<T> {
     state: ValidationState<T>,
     peers: RateLimiter<PeerId>,
     stats: Arc<Mutex<NetStats>>,
+    /// The topic peer count as it changes, for [`NetHandle::wait_for_topic_peers`].
+    topic_peers: watch::Sender<usize>,
     events: mpsc::Sender<NetEvent<T>>,
     local_peer_id: PeerId,
     reachability: Reachability,
@@ -161,6 +174,54 @@ struct EventLoop<T> {
 }
 
 impl<T: Send + 'static> EventLoop<T> {
+    /// Runs the swarm until every listener knows its addresses (or has closed), so that the
+    /// caller of [`crate::spawn`] can hand them out at once: the next node to start dials them.
+    /// Binding is immediate, but the addresses are reported through the swarm, which nobody polls
+    /// before this. Gives up after [`LISTEN_TIMEOUT`]: with no address at all that is an error,
+    /// with some it only leaves the slow listeners to report later.
+    async fn wait_until_listening(
+        &mut self,
+        mut pending: Vec<(ListenerId, Multiaddr)>,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        while !pending.is_empty() {
+            let next = tokio::time::timeout_at(deadline, self.swarm.select_next_some());
+            let Ok(event) = next.await else {
+                break;
+            };
+            if let SwarmEvent::NewListenAddr { listener_id, .. }
+            | SwarmEvent::ListenerClosed { listener_id, .. } = &event
+            {
+                pending.retain(|(pending_id, _)| pending_id != listener_id);
+            }
+            self.on_swarm_event(event);
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let waited_for: Vec<String> = pending
+            .iter()
+            .map(|(_, address)| address.to_string())
+            .collect();
+        let listening = !self
+            .stats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .listen_addrs
+            .is_empty();
+        if !listening {
+            return Err(anyhow!(
+                "no listen address within {LISTEN_TIMEOUT:?}: still waiting for {}",
+                waited_for.join(", ")
+            ));
+        }
+        warn!(
+            waiting_for = %waited_for.join(", "),
+            "some listeners have no address yet; starting with the others"
+        );
+        Ok(())
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(self.config.redial_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -536,6 +597,7 @@ impl<T: Send + 'static> EventLoop<T> {
             stats.connected_peers = count;
             stats.topic_peers = topic_peers;
         });
+        self.topic_peers.send_replace(topic_peers);
     }
 
     fn update_stats(&self, update: impl FnOnce(&mut NetStats)) {

@@ -18,13 +18,13 @@ mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use libp2p::metrics::Registry;
 use libp2p::{Multiaddr, PeerId};
 use swarm_protocol::{MessageId, Outcome, SignedEnvelope, ValidatedBundle};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use behaviour::MAX_TRANSMIT_BYTES;
 pub use config::{NetConfig, RelayReservations};
@@ -115,6 +115,7 @@ pub struct NetHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     stats: Arc<Mutex<NetStats>>,
+    topic_peers: watch::Receiver<usize>,
     metrics: Arc<Registry>,
 }
 
@@ -152,6 +153,33 @@ impl NetHandle {
     /// Peers currently connected.
     pub fn peer_count(&self) -> usize {
         self.stats_snapshot().connected_peers
+    }
+
+    /// Waits until at least `n` connected peers subscribe to the network's gossip topic, which is
+    /// when a publish can reach them, and returns how many do. Woken by the event loop on every
+    /// change rather than polling. Fails at `deadline`, or if the event loop stops first, with
+    /// an error that says what it was waiting for and how far it got.
+    pub async fn wait_for_topic_peers(&self, n: usize, deadline: Instant) -> Result<usize> {
+        let mut topic_peers = self.topic_peers.clone();
+        let reached = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            topic_peers.wait_for(|&count| count >= n),
+        )
+        .await
+        .map(|seen| seen.map(|count| *count));
+        let so_far = *topic_peers.borrow();
+        match reached {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(_)) => Err(anyhow::anyhow!(
+                "the network event loop of {} stopped while it waited for {n} peers on the gossip \
+                 topic ({so_far} so far)",
+                self.peer_id
+            )),
+            Err(_) => Err(anyhow::anyhow!(
+                "{} timed out waiting for {n} peers on the gossip topic ({so_far} so far)",
+                self.peer_id
+            )),
+        }
     }
 
     /// A snapshot of the counters.
@@ -197,9 +225,10 @@ impl NetHandle {
 }
 
 /// Starts the network layer of a node whose identity is the ed25519 `seed`, and returns its
-/// handle and the channel of events for the learner. `task_check` regenerates the prompt of a
-/// task reference and compares it with the received one; what it resolves comes with each
-/// accepted bundle.
+/// handle and the channel of events for the learner once every listener knows its addresses, so
+/// that [`NetHandle::listen_addrs`] can be handed to the next node straight away. `task_check`
+/// regenerates the prompt of a task reference and compares it with the received one; what it
+/// resolves comes with each accepted bundle.
 pub async fn spawn<T: Send + 'static>(
     config: NetConfig,
     seed: [u8; 32],

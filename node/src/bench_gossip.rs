@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use swarm_net::{NetConfig, NetEvent, NetHandle};
 use swarm_protocol::test_support::example_bundle;
@@ -153,26 +153,17 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
                 key.to_bytes(),
                 Arc::new(|_: &TaskRef, _: &str| Ok::<(), TaskCheck>(())),
             ))?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while handle.listen_addrs().is_empty() {
-                if Instant::now() > deadline {
-                    bail!("node {i} did not start listening within 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
             handles.push(handle);
             receivers.push(events);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Every node has a subscribed peer, and the bootstrap node sees all of them.
-    while handles.iter().any(|h| h.stats().topic_peers == 0)
-        || handles[0].stats().topic_peers < options.nodes - 1
-    {
-        if Instant::now() > deadline {
-            bail!("the benchmark swarm did not form within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, handle) in handles.iter().enumerate() {
+        let wanted = if i == 0 { options.nodes - 1 } else { 1 };
+        runtime
+            .block_on(handle.wait_for_topic_peers(wanted, deadline))
+            .with_context(|| format!("the benchmark swarm did not form within 30 s (node {i})"))?;
     }
     let setup_seconds = started.elapsed().as_secs_f64();
 

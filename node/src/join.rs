@@ -2,7 +2,7 @@
 //! node that helps others find each other and relays gossip.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use swarm_learner::Learner;
@@ -34,11 +34,6 @@ fn start_network(
         task_checker(TaskCatalog::new()),
     ))?;
     board.attach_network_metrics(handle.metrics_registry());
-    // Listening starts asynchronously; the addresses are worth printing once they exist.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while handle.listen_addrs().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     for address in handle.listen_addrs() {
         println!("listening on {address}");
     }

@@ -119,14 +119,21 @@ pub async fn spawn_node(config: NetConfig, seed: u8) -> Node {
     Node { handle, events }
 }
 
-/// Starts a loopback node and waits until it listens.
+/// Starts a loopback node; it listens once started.
 pub async fn start_node(network: &str, seed: u8, bootstrap: Vec<libp2p::Multiaddr>) -> Node {
     let config = NetConfig {
         bootstrap,
         ..NetConfig::loopback(network)
     };
-    let node = spawn_node(config, seed).await;
-    let listening = node.handle.clone();
-    wait_until("the node listens", || !listening.listen_addrs().is_empty()).await;
-    node
+    spawn_node(config, seed).await
+}
+
+/// Waits until `handle` sees at least `n` peers on the topic, failing the test after [`DEADLINE`].
+pub async fn wait_for_topic_peers(handle: &NetHandle, n: usize) {
+    if let Err(err) = handle
+        .wait_for_topic_peers(n, std::time::Instant::now() + DEADLINE)
+        .await
+    {
+        panic!("{err:#}");
+    }
 }
