@@ -1,12 +1,14 @@
 //! The single task that owns the libp2p swarm: it runs commands from [`crate::NetHandle`],
 //! validates every gossip message and reports its outcome, and keeps the node connected.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
@@ -14,9 +16,10 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, relay, tcp, yamux};
 use swarm_protocol::{
-    Digest, IgnoreReason, MessageId, Validation, ValidationContext, network_id, topic, validate,
+    Digest, IgnoreReason, MessageId, Outcome, Validation, ValidationContext, network_id, topic,
+    validate,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{
@@ -30,11 +33,15 @@ use crate::{Command, NetEvent, NetHandle, NetStats};
 /// Commands are few and small; a short queue is enough and pushes back on a runaway caller.
 const COMMAND_CAPACITY: usize = 64;
 
-pub(crate) async fn start(
+/// How long [`crate::spawn`] waits for its listeners to report their addresses. Binding a local
+/// port is immediate; this only bounds a transport that never answers.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn start<T: Send + 'static>(
     config: NetConfig,
     seed: [u8; 32],
-    task_check: TaskChecker,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>)> {
+    task_check: TaskChecker<T>,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent<T>>)> {
     let mut seed = seed;
     let key = Keypair::ed25519_from_bytes(&mut seed)
         .map_err(|err| anyhow!("the node seed is not a valid ed25519 secret key: {err}"))?;
@@ -69,12 +76,14 @@ pub(crate) async fn start(
         .gossipsub
         .subscribe(&gossip_topic)
         .map_err(|err| anyhow!("cannot subscribe to {gossip_topic}: {err}"))?;
+    let mut listeners = Vec::with_capacity(config.listen.len());
     for address in &config.listen {
-        swarm.listen_on(address.clone()).with_context(|| {
+        let listener = swarm.listen_on(address.clone()).with_context(|| {
             format!(
                 "cannot listen on {address}; check the --listen address and that the port is free"
             )
         })?;
+        listeners.push((listener, address.clone()));
     }
     for address in &config.external_addresses {
         swarm.add_external_address(address.clone());
@@ -90,15 +99,17 @@ pub(crate) async fn start(
     let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (event_sender, events) = mpsc::channel(config.event_capacity.max(1));
     let stats = Arc::new(Mutex::new(NetStats::default()));
+    let (topic_peers, topic_peers_seen) = watch::channel(0);
     let registry = Arc::new(registry);
     let state = ValidationState {
         seen_ids: BoundedSet::new(config.dedup_capacity),
         seen_sequences: BoundedSet::new(config.dedup_capacity),
         authors: RateLimiter::new(config.author_quota_per_minute),
         task_check,
+        resolved: RefCell::new(None),
         now: Instant::now(),
     };
-    let event_loop = EventLoop {
+    let mut event_loop = EventLoop {
         network_id: network_id(&config.network_name),
         peers: RateLimiter::new(config.peer_quota_per_minute),
         reachability: Reachability::new(config.relay_reservations, config.max_relay_reservations),
@@ -107,10 +118,12 @@ pub(crate) async fn start(
         topic: gossip_topic,
         state,
         stats: stats.clone(),
+        topic_peers,
         events: event_sender,
         local_peer_id: peer_id,
         metrics,
     };
+    event_loop.wait_until_listening(listeners).await?;
     tokio::spawn(event_loop.run(commands));
     info!(%peer_id, "network layer started");
     Ok((
@@ -118,6 +131,7 @@ pub(crate) async fn start(
             peer_id,
             commands: command_sender,
             stats,
+            topic_peers: topic_peers_seen,
             metrics: registry,
         },
         events,
@@ -143,21 +157,71 @@ fn add_bootstrap_peer(swarm: &mut Swarm<NodeBehaviour>, address: &Multiaddr) {
     }
 }
 
-struct EventLoop {
+struct EventLoop<T> {
     config: NetConfig,
     network_id: Digest,
     swarm: Swarm<NodeBehaviour>,
     topic: IdentTopic,
-    state: ValidationState,
+    state: ValidationState<T>,
     peers: RateLimiter<PeerId>,
     stats: Arc<Mutex<NetStats>>,
-    events: mpsc::Sender<NetEvent>,
+    /// The topic peer count as it changes, for [`NetHandle::wait_for_topic_peers`].
+    topic_peers: watch::Sender<usize>,
+    events: mpsc::Sender<NetEvent<T>>,
     local_peer_id: PeerId,
     reachability: Reachability,
     metrics: Metrics,
 }
 
-impl EventLoop {
+impl<T: Send + 'static> EventLoop<T> {
+    /// Runs the swarm until every listener knows its addresses (or has closed), so that the
+    /// caller of [`crate::spawn`] can hand them out at once: the next node to start dials them.
+    /// Binding is immediate, but the addresses are reported through the swarm, which nobody polls
+    /// before this. Gives up after [`LISTEN_TIMEOUT`]: with no address at all that is an error,
+    /// with some it only leaves the slow listeners to report later.
+    async fn wait_until_listening(
+        &mut self,
+        mut pending: Vec<(ListenerId, Multiaddr)>,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        while !pending.is_empty() {
+            let next = tokio::time::timeout_at(deadline, self.swarm.select_next_some());
+            let Ok(event) = next.await else {
+                break;
+            };
+            if let SwarmEvent::NewListenAddr { listener_id, .. }
+            | SwarmEvent::ListenerClosed { listener_id, .. } = &event
+            {
+                pending.retain(|(pending_id, _)| pending_id != listener_id);
+            }
+            self.on_swarm_event(event);
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let waited_for: Vec<String> = pending
+            .iter()
+            .map(|(_, address)| address.to_string())
+            .collect();
+        let listening = !self
+            .stats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .listen_addrs
+            .is_empty();
+        if !listening {
+            return Err(anyhow!(
+                "no listen address within {LISTEN_TIMEOUT:?}: still waiting for {}",
+                waited_for.join(", ")
+            ));
+        }
+        warn!(
+            waiting_for = %waited_for.join(", "),
+            "some listeners have no address yet; starting with the others"
+        );
+        Ok(())
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(self.config.redial_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -409,8 +473,8 @@ impl EventLoop {
     fn on_gossip(&mut self, source: PeerId, gossip_id: gossipsub::MessageId, data: &[u8]) {
         let now = Instant::now();
         self.state.now = now;
-        let outcome = if !self.peers.try_spend(&source, now) {
-            Validation::Ignore(IgnoreReason::OverQuota)
+        let (outcome, resolved) = if !self.peers.try_spend(&source, now) {
+            (Validation::Ignore(IgnoreReason::OverQuota), None)
         } else {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -422,7 +486,18 @@ impl EventLoop {
                 staleness: self.config.staleness,
                 hooks: &self.state,
             };
-            validate(data, &context)
+            let outcome = validate(data, &context);
+            (outcome, self.state.resolved.take())
+        };
+        let outcome = match outcome {
+            // validate() runs the task check last before accepting, so an accepted message has a
+            // resolution; should that ever change, a bundle nobody resolved is dropped unpenalised
+            // rather than handed to the learner unchecked.
+            Validation::Accept(_) if resolved.is_none() => {
+                warn!(%source, "accepted bundle has no task resolution; ignoring it");
+                Validation::Ignore(IgnoreReason::UnknownTaskFamily)
+            }
+            outcome => outcome,
         };
         let acceptance = match &outcome {
             Validation::Accept(_) => MessageAcceptance::Accept,
@@ -433,15 +508,15 @@ impl EventLoop {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&gossip_id, &source, acceptance);
-        let name = outcome.as_str();
-        if !matches!(outcome, Validation::Accept(_)) {
-            debug!(%source, outcome = name, "gossip message not accepted");
+        let counted = outcome.outcome();
+        if counted != Outcome::Accept {
+            debug!(%source, outcome = counted.label(), "gossip message not accepted");
         }
-        if matches!(outcome, Validation::Reject(_)) {
+        if matches!(counted, Outcome::Reject(_)) {
             self.disconnect_if_graylisted(source);
         }
-        self.update_stats(|stats| *stats.outcomes.entry(name.to_owned()).or_default() += 1);
-        if let Validation::Accept(accepted) = outcome {
+        self.update_stats(|stats| *stats.outcomes.entry(counted).or_default() += 1);
+        if let (Validation::Accept(accepted), Some(resolved)) = (outcome, resolved) {
             self.state.record(
                 accepted.message_id,
                 accepted.signer,
@@ -450,6 +525,7 @@ impl EventLoop {
             self.update_stats(|stats| stats.accepted += 1);
             self.emit(NetEvent::Bundle {
                 bundle: accepted,
+                resolved,
                 source,
                 received_at: SystemTime::now(),
             });
@@ -501,7 +577,7 @@ impl EventLoop {
 
     /// Hands an event to the learner without ever blocking the network loop: a learner that
     /// falls behind loses bundles (counted), not connections.
-    fn emit(&mut self, event: NetEvent) {
+    fn emit(&mut self, event: NetEvent<T>) {
         if self.events.try_send(event).is_err() {
             self.update_stats(|stats| stats.dropped_events += 1);
         }
@@ -521,6 +597,7 @@ impl EventLoop {
             stats.connected_peers = count;
             stats.topic_peers = topic_peers;
         });
+        self.topic_peers.send_replace(topic_peers);
     }
 
     fn update_stats(&self, update: impl FnOnce(&mut NetStats)) {

@@ -18,13 +18,13 @@ mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use libp2p::metrics::Registry;
 use libp2p::{Multiaddr, PeerId};
-use swarm_protocol::{MessageId, SignedEnvelope, ValidatedBundle};
-use tokio::sync::{mpsc, oneshot};
+use swarm_protocol::{MessageId, Outcome, SignedEnvelope, ValidatedBundle};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use behaviour::MAX_TRANSMIT_BYTES;
 pub use config::{NetConfig, RelayReservations};
@@ -32,13 +32,16 @@ pub use reachability::NatStatus;
 pub use state::TaskChecker;
 pub use telemetry::{WireBytes, wire_bytes};
 
-/// What the network layer tells the learner.
+/// What the network layer tells the learner. `T` is what the node's [`TaskChecker`] resolves a
+/// task reference to.
 #[derive(Clone, Debug)]
-pub enum NetEvent {
+pub enum NetEvent<T = ()> {
     /// A bundle from another node passed every check.
     Bundle {
         /// The validated bundle.
         bundle: ValidatedBundle,
+        /// What the task check resolved the bundle's task reference to during validation.
+        resolved: T,
         /// The peer that forwarded it to us (not necessarily its author).
         source: PeerId,
         /// When this node received it.
@@ -53,9 +56,8 @@ pub enum NetEvent {
 /// Counters of the network layer, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
-    /// Validation outcomes of received gossip messages by stable name: `accept`, or the
-    /// [`swarm_protocol::RejectReason`] / [`swarm_protocol::IgnoreReason`] name.
-    pub outcomes: BTreeMap<String, u64>,
+    /// Validation outcomes of received gossip messages.
+    pub outcomes: BTreeMap<Outcome, u64>,
     /// Bundles this node published.
     pub published: u64,
     /// Bundles received and accepted.
@@ -82,9 +84,22 @@ pub struct NetStats {
 }
 
 impl NetStats {
-    /// How many received messages ended with this outcome name.
-    pub fn outcome(&self, name: &str) -> u64 {
-        self.outcomes.get(name).copied().unwrap_or(0)
+    /// How many received messages ended with the outcome labelled `label` (see
+    /// [`Outcome::label`]); tests and logs name outcomes this way.
+    pub fn outcome(&self, label: &str) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(outcome, _)| outcome.label() == label)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// The outcome counts keyed by label, for reports that store plain names.
+    pub fn outcomes_by_label(&self) -> BTreeMap<String, u64> {
+        self.outcomes
+            .iter()
+            .map(|(outcome, &count)| (outcome.label().to_owned(), count))
+            .collect()
     }
 }
 
@@ -100,6 +115,7 @@ pub struct NetHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     stats: Arc<Mutex<NetStats>>,
+    topic_peers: watch::Receiver<usize>,
     metrics: Arc<Registry>,
 }
 
@@ -137,6 +153,33 @@ impl NetHandle {
     /// Peers currently connected.
     pub fn peer_count(&self) -> usize {
         self.stats_snapshot().connected_peers
+    }
+
+    /// Waits until at least `n` connected peers subscribe to the network's gossip topic, which is
+    /// when a publish can reach them, and returns how many do. Woken by the event loop on every
+    /// change rather than polling. Fails at `deadline`, or if the event loop stops first, with
+    /// an error that says what it was waiting for and how far it got.
+    pub async fn wait_for_topic_peers(&self, n: usize, deadline: Instant) -> Result<usize> {
+        let mut topic_peers = self.topic_peers.clone();
+        let reached = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            topic_peers.wait_for(|&count| count >= n),
+        )
+        .await
+        .map(|seen| seen.map(|count| *count));
+        let so_far = *topic_peers.borrow();
+        match reached {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(_)) => Err(anyhow::anyhow!(
+                "the network event loop of {} stopped while it waited for {n} peers on the gossip \
+                 topic ({so_far} so far)",
+                self.peer_id
+            )),
+            Err(_) => Err(anyhow::anyhow!(
+                "{} timed out waiting for {n} peers on the gossip topic ({so_far} so far)",
+                self.peer_id
+            )),
+        }
     }
 
     /// A snapshot of the counters.
@@ -182,12 +225,14 @@ impl NetHandle {
 }
 
 /// Starts the network layer of a node whose identity is the ed25519 `seed`, and returns its
-/// handle and the channel of events for the learner. `task_check` regenerates the prompt of a
-/// task reference and compares it with the received one.
-pub async fn spawn(
+/// handle and the channel of events for the learner once every listener knows its addresses, so
+/// that [`NetHandle::listen_addrs`] can be handed to the next node straight away. `task_check`
+/// regenerates the prompt of a task reference and compares it with the received one; what it
+/// resolves comes with each accepted bundle.
+pub async fn spawn<T: Send + 'static>(
     config: NetConfig,
     seed: [u8; 32],
-    task_check: TaskChecker,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>)> {
+    task_check: TaskChecker<T>,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent<T>>)> {
     event_loop::start(config, seed, task_check).await
 }

@@ -1,5 +1,6 @@
 //! Node state behind the model-free checks: seen messages, per-author and per-peer rate quotas.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -7,8 +8,17 @@ use std::time::Instant;
 
 use swarm_protocol::{MessageId, PublicKeyBytes, TaskCheck, TaskRef, ValidationHooks};
 
-/// Answers whether a task reference regenerates the prompt that came with it.
-pub type TaskChecker = Arc<dyn Fn(&TaskRef, &str) -> TaskCheck + Send + Sync>;
+/// Resolves the question a task reference names and checks it against the prompt that came with it:
+/// `Ok` with what it resolved, or `Err` with why not (`Err(TaskCheck::Match)` makes no sense and
+/// counts as a mismatch).
+///
+/// Generic over what it resolves to because regenerating a question is the costly part of
+/// validation and the learner needs the result to score the bundle: the resolution travels with the
+/// accepted bundle in [`crate::NetEvent::Bundle`] instead of being redone. A type parameter rather
+/// than an opaque `dyn Any` keeps the receiving side free of downcasts, while this crate still
+/// depends on the protocol alone and never learns what a question is. Callers that need nothing
+/// resolve to `()`.
+pub type TaskChecker<T = ()> = Arc<dyn Fn(&TaskRef, &str) -> Result<T, TaskCheck> + Send + Sync>;
 
 /// A set that forgets its oldest entries beyond a fixed capacity, so memory stays bounded however
 /// many messages arrive.
@@ -99,15 +109,19 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
 }
 
 /// The state [`swarm_protocol::validate`] consults through [`ValidationHooks`].
-pub(crate) struct ValidationState {
+pub(crate) struct ValidationState<T> {
     pub(crate) seen_ids: BoundedSet<MessageId>,
     pub(crate) seen_sequences: BoundedSet<(PublicKeyBytes, u64)>,
     pub(crate) authors: RateLimiter<PublicKeyBytes>,
-    pub(crate) task_check: TaskChecker,
+    pub(crate) task_check: TaskChecker<T>,
+    /// What the task check resolved for the message being validated. The hooks only get `&self`
+    /// and `validate` returns the protocol's bundle alone, so the resolution is set aside here and
+    /// taken by the caller once the message is accepted.
+    pub(crate) resolved: RefCell<Option<T>>,
     pub(crate) now: Instant,
 }
 
-impl ValidationState {
+impl<T> ValidationState<T> {
     /// Records an accepted (or locally published) message and charges its author's quota.
     pub(crate) fn record(&mut self, id: MessageId, author: PublicKeyBytes, sequence: u64) {
         self.seen_ids.insert(id);
@@ -116,13 +130,20 @@ impl ValidationState {
     }
 }
 
-impl ValidationHooks for ValidationState {
+impl<T> ValidationHooks for ValidationState<T> {
     fn is_duplicate(&self, id: &MessageId, author: &PublicKeyBytes, sequence: u64) -> bool {
         self.seen_ids.contains(id) || self.seen_sequences.contains(&(*author, sequence))
     }
 
     fn check_task(&self, task: &TaskRef, prompt: &str) -> TaskCheck {
-        (self.task_check)(task, prompt)
+        match (self.task_check)(task, prompt) {
+            Ok(resolved) => {
+                self.resolved.replace(Some(resolved));
+                TaskCheck::Match
+            }
+            Err(TaskCheck::Match) => TaskCheck::Mismatch,
+            Err(refused) => refused,
+        }
     }
 
     fn author_over_quota(&self, author: &PublicKeyBytes) -> bool {

@@ -18,10 +18,9 @@ async fn three_nodes_exchange_validated_bundles() {
         left.handle.clone(),
         right.handle.clone(),
     );
-    wait_until("every node sees its peers on the topic", || {
-        h.stats().topic_peers == 2 && l.stats().topic_peers >= 1 && r.stats().topic_peers >= 1
-    })
-    .await;
+    wait_for_topic_peers(&h, 2).await;
+    wait_for_topic_peers(&l, 1).await;
+    wait_for_topic_peers(&r, 1).await;
 
     // Bundles are signed by each node's own author key, a different key from its libp2p identity.
     let authors: Vec<SigningKey> = (0..3)
@@ -79,4 +78,25 @@ async fn three_nodes_exchange_validated_bundles() {
     for handle in [h, l, r] {
         handle.shutdown().await.expect("clean shutdown");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_listens_at_once_and_its_wait_for_peers_times_out() {
+    let node = start_node("lonely-test", 4, vec![]).await;
+    assert!(
+        !node.handle.listen_addrs().is_empty(),
+        "spawn returns once listening"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    let err = node
+        .handle
+        .wait_for_topic_peers(1, deadline)
+        .await
+        .expect_err("nobody else is on the topic");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("timed out waiting for 1 peers on the gossip topic (0 so far)"),
+        "{message}"
+    );
+    node.handle.shutdown().await.expect("clean shutdown");
 }

@@ -91,12 +91,9 @@ async fn mdns_nodes_inside_namespace() {
         nodes.push(spawn_node(config, seed as u8 + 1).await);
     }
     let handles: Vec<_> = nodes.iter().map(|node| node.handle.clone()).collect();
-    wait_until("every node sees the four others on the topic", || {
-        handles
-            .iter()
-            .all(|handle| handle.stats().topic_peers == NODES - 1)
-    })
-    .await;
+    for handle in &handles {
+        wait_for_topic_peers(handle, NODES - 1).await;
+    }
 
     let mut latencies_ms = Vec::new();
     for (author_index, author) in handles.iter().enumerate() {

@@ -24,11 +24,6 @@ async fn private_node_is_reachable_through_a_relay() {
     )
     .await;
     let relay = relay_node.handle.clone();
-    let relay_view = relay.clone();
-    wait_until("the relay listens", || {
-        !relay_view.listen_addrs().is_empty()
-    })
-    .await;
     let relay_addr = relay.listen_addrs()[0].clone();
 
     let Node {
@@ -63,11 +58,8 @@ async fn private_node_is_reachable_through_a_relay() {
         visitor.handle.dial(circuit.clone())
     })
     .await;
-    let visitor_view = visitor.handle.clone();
-    wait_until("the two nodes see each other on the topic", || {
-        visitor_view.stats().topic_peers == 1 && hidden_view.stats().topic_peers == 1
-    })
-    .await;
+    wait_for_topic_peers(&visitor.handle, 1).await;
+    wait_for_topic_peers(&hidden, 1).await;
 
     let hidden_author = SigningKey::from_bytes(&[102; 32]);
     let from_hidden = signed(network, &hidden_author, 0, "from behind the NAT");

@@ -7,9 +7,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use swarm_net::{NetConfig, NetEvent, NetHandle};
+use swarm_protocol::test_support::example_bundle;
 use swarm_protocol::{
     Completion, PolicyInfo, RolloutBundle, SamplingParams, SigningKey, TaskCheck, TaskRef,
     network_id, prompt_hash, sign_bundle,
@@ -70,24 +71,22 @@ pub struct GossipBenchReport {
     pub mesh_degree: usize,
 }
 
+/// The protocol's example bundle grown to a realistic size: `completions` answers of 48 tokens
+/// each, under an unlabeled prompt unique to `sequence`.
 fn bundle(network: &str, key: &SigningKey, sequence: u64, completions: usize) -> RolloutBundle {
     let prompt = format!("bench prompt {sequence}");
+    let example = example_bundle(key);
     RolloutBundle {
         network_id: network_id(network),
-        author: key.verifying_key().to_bytes(),
         sequence,
         created_at_ms: now_ms(),
         policy: PolicyInfo {
-            model_name: "tiny".into(),
-            architecture_hash: [1; 32],
-            tokenizer_hash: [2; 32],
             policy_version: sequence,
+            ..example.policy
         },
         sampling: SamplingParams {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
             max_new_tokens: 64,
+            ..example.sampling
         },
         task: TaskRef::Unlabeled {
             prompt_hash: prompt_hash(&prompt),
@@ -102,6 +101,7 @@ fn bundle(network: &str, key: &SigningKey, sequence: u64, completions: usize) ->
                 truncated: false,
             })
             .collect(),
+        ..example
     }
 }
 
@@ -151,28 +151,19 @@ pub fn bench_gossip(options: GossipBenchOptions, runtime: &Runtime) -> Result<Go
             let (handle, events) = runtime.block_on(swarm_net::spawn(
                 config.clone(),
                 key.to_bytes(),
-                Arc::new(|_: &TaskRef, _: &str| TaskCheck::Match),
+                Arc::new(|_: &TaskRef, _: &str| Ok::<(), TaskCheck>(())),
             ))?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while handle.listen_addrs().is_empty() {
-                if Instant::now() > deadline {
-                    bail!("node {i} did not start listening within 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
             handles.push(handle);
             receivers.push(events);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Every node has a subscribed peer, and the bootstrap node sees all of them.
-    while handles.iter().any(|h| h.stats().topic_peers == 0)
-        || handles[0].stats().topic_peers < options.nodes - 1
-    {
-        if Instant::now() > deadline {
-            bail!("the benchmark swarm did not form within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, handle) in handles.iter().enumerate() {
+        let wanted = if i == 0 { options.nodes - 1 } else { 1 };
+        runtime
+            .block_on(handle.wait_for_topic_peers(wanted, deadline))
+            .with_context(|| format!("the benchmark swarm did not form within 30 s (node {i})"))?;
     }
     let setup_seconds = started.elapsed().as_secs_f64();
 

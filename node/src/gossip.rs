@@ -1,6 +1,6 @@
 //! The learner's [`Network`] over the gossip layer: own groups leave as signed rollout bundles, and
-//! validated bundles from other nodes come back as external groups whose question is regenerated
-//! locally from the task reference.
+//! validated bundles from other nodes come back as external groups whose question was regenerated
+//! locally from the task reference while the bundle was validated.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,68 +8,29 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use swarm_learner::{ExternalCompletion, ExternalGroup, LocalGroup, Network};
 use swarm_net::{NetEvent, NetHandle, TaskChecker};
-use swarm_protocol::{Digest, RolloutBundle, SigningKey, TaskCheck, network_id, sign_bundle};
-use swarm_tasks::{TaskCatalog, TaskError};
+use swarm_protocol::{
+    Digest, RolloutBundle, SigningKey, TaskCheck, TaskRef, network_id, sign_bundle,
+};
+use swarm_tasks::{Question, TaskCatalog, TaskError, TaskRefExt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-/// The wire form of a task reference.
-pub fn to_wire(task: &swarm_tasks::TaskRef) -> swarm_protocol::TaskRef {
-    match task.clone() {
-        swarm_tasks::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        } => swarm_protocol::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        },
-        swarm_tasks::TaskRef::Dataset { dataset_hash, row } => {
-            swarm_protocol::TaskRef::Dataset { dataset_hash, row }
-        }
-        swarm_tasks::TaskRef::Unlabeled { prompt_hash } => {
-            swarm_protocol::TaskRef::Unlabeled { prompt_hash }
-        }
-    }
-}
-
-/// The task crate's form of a wire reference.
-pub fn from_wire(task: &swarm_protocol::TaskRef) -> swarm_tasks::TaskRef {
-    match task.clone() {
-        swarm_protocol::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        } => swarm_tasks::TaskRef::Procedural {
-            family,
-            difficulty,
-            seed,
-            index,
-        },
-        swarm_protocol::TaskRef::Dataset { dataset_hash, row } => {
-            swarm_tasks::TaskRef::Dataset { dataset_hash, row }
-        }
-        swarm_protocol::TaskRef::Unlabeled { prompt_hash } => {
-            swarm_tasks::TaskRef::Unlabeled { prompt_hash }
-        }
-    }
-}
-
 /// The gossip layer's task check: regenerate the question a reference names and compare prompts.
-pub fn task_checker(catalog: TaskCatalog) -> TaskChecker {
-    Arc::new(
-        move |task, prompt| match catalog.check(&from_wire(task), prompt) {
-            Ok(_) => TaskCheck::Match,
-            Err(TaskError::UnknownFamily(_)) => TaskCheck::UnknownFamily,
-            Err(TaskError::UnknownDataset(_)) => TaskCheck::UnknownDataset,
-            Err(_) => TaskCheck::Mismatch,
-        },
-    )
+/// The question it resolves comes back with the accepted bundle, ground truth included, so that
+/// [`GossipNetwork::take_arrivals`] scores against it without regenerating it.
+pub fn task_checker(catalog: TaskCatalog) -> TaskChecker<Question> {
+    Arc::new(move |task, prompt| {
+        catalog.check(task, prompt).map_err(|err| match err {
+            TaskError::UnknownFamily(_) => TaskCheck::UnknownFamily,
+            TaskError::UnknownDataset(_) => TaskCheck::UnknownDataset,
+            _ => TaskCheck::Mismatch,
+        })
+    })
 }
+
+/// The events of a network layer spawned with [`task_checker`]: accepted bundles arrive with the
+/// question validation resolved.
+pub type GossipEvents = mpsc::Receiver<NetEvent<Question>>;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -83,11 +44,10 @@ pub fn now_ms() -> u64 {
 /// must run on a thread that is not a runtime worker.
 pub struct GossipNetwork {
     handle: NetHandle,
-    events: mpsc::Receiver<NetEvent>,
+    events: GossipEvents,
     runtime: Handle,
     key: SigningKey,
     network_id: Digest,
-    catalog: TaskCatalog,
     sequence: u64,
     /// Groups not published because no peer was subscribed yet.
     pub unpublished: u64,
@@ -97,14 +57,13 @@ pub struct GossipNetwork {
 
 impl GossipNetwork {
     /// Wraps a spawned network node; `key` must be the identity the node was spawned with, so
-    /// bundle authors and transport peers agree.
+    /// bundle authors and transport peers agree, and its task check must be [`task_checker`]'s.
     pub fn new(
         handle: NetHandle,
-        events: mpsc::Receiver<NetEvent>,
+        events: GossipEvents,
         runtime: Handle,
         key: SigningKey,
         network_name: &str,
-        catalog: TaskCatalog,
     ) -> Self {
         Self {
             handle,
@@ -112,7 +71,6 @@ impl GossipNetwork {
             runtime,
             key,
             network_id: network_id(network_name),
-            catalog,
             // Sequence numbers only have to grow per author; starting at the clock keeps them growing
             // across restarts without storing a counter.
             sequence: now_ms(),
@@ -136,7 +94,7 @@ impl GossipNetwork {
             created_at_ms: now_ms(),
             policy: group.policy.clone(),
             sampling: group.sampling,
-            task: to_wire(&swarm_tasks::TaskRef::procedural(&group.question)),
+            task: TaskRef::procedural(&group.question),
             prompt: group.question.prompt.clone(),
             completions: group.completions.clone(),
         }
@@ -159,19 +117,15 @@ impl Network for GossipNetwork {
     fn take_arrivals(&mut self) -> Vec<ExternalGroup> {
         let mut groups = Vec::new();
         while let Ok(event) = self.events.try_recv() {
-            let NetEvent::Bundle { bundle, .. } = event else {
+            let NetEvent::Bundle {
+                bundle,
+                resolved: question,
+                ..
+            } = event
+            else {
                 continue;
             };
             let bundle = bundle.bundle;
-            // The gossip layer already checked the prompt against the reference; resolving again
-            // gives the ground truth to rescore with.
-            let question = match self.catalog.check(&from_wire(&bundle.task), &bundle.prompt) {
-                Ok(question) => question,
-                Err(err) => {
-                    tracing::debug!(%err, "external bundle's task cannot be scored here");
-                    continue;
-                }
-            };
             groups.push(ExternalGroup {
                 author: hex::encode(bundle.author),
                 question,
@@ -193,20 +147,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn task_references_round_trip_and_the_checker_regenerates_prompts() {
+    fn the_checker_regenerates_prompts() {
         let question = swarm_tasks::family("countdown").unwrap().generate(1, 3, 4);
-        let local = swarm_tasks::TaskRef::procedural(&question);
-        let wire = to_wire(&local);
-        assert_eq!(from_wire(&wire), local);
+        let wire = TaskRef::procedural(&question);
         let check = task_checker(TaskCatalog::new());
-        assert_eq!(check(&wire, &question.prompt), TaskCheck::Match);
-        assert_eq!(check(&wire, "What is 1+1?"), TaskCheck::Mismatch);
-        let unknown = swarm_protocol::TaskRef::Procedural {
+        assert_eq!(check(&wire, &question.prompt), Ok(question.clone()));
+        assert_eq!(check(&wire, "What is 1+1?"), Err(TaskCheck::Mismatch));
+        let unknown = TaskRef::Procedural {
             family: "poetry".into(),
             difficulty: 0,
             seed: 0,
             index: 0,
         };
-        assert_eq!(check(&unknown, "x"), TaskCheck::UnknownFamily);
+        assert_eq!(check(&unknown, "x"), Err(TaskCheck::UnknownFamily));
     }
 }

@@ -1,75 +1,22 @@
 //! `swarm-node join` and `swarm-node bootstrap`: a learner on the real network, and a model-free
 //! node that helps others find each other and relays gossip.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use swarm_learner::Learner;
 use swarm_net::{NetConfig, NetHandle, NetStats};
-use swarm_protocol::{IgnoreReason, RejectReason};
+use swarm_protocol::Outcome;
 use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
 
 use crate::config::NodeConfig;
-use crate::gossip::{GossipNetwork, task_checker};
+use crate::gossip::{GossipEvents, GossipNetwork, task_checker};
 use crate::identity::Identity;
+use crate::net_config::net_config;
 use crate::setup::{node_learner, print_round, record_round};
 use crate::status::StatusBoard;
-
-/// The network layer's settings from the node configuration.
-pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
-    let parse = |addrs: &[String]| -> Result<Vec<libp2p::Multiaddr>> {
-        addrs
-            .iter()
-            .map(|a| {
-                a.parse()
-                    .with_context(|| format!("{a:?} is not a multiaddr"))
-            })
-            .collect()
-    };
-    Ok(NetConfig {
-        network_name: config.net.network.clone(),
-        listen: parse(&config.net.listen)?,
-        bootstrap: parse(&config.net.bootstrap)?,
-        external_addresses: parse(&config.net.external_addresses)?,
-        local_mode: config.net.local,
-        max_connections: config.net.max_connections,
-        relay_server: config.net.relay_server,
-        mesh_degree: config.net.mesh_degree as usize,
-        relay_reservations: config
-            .net
-            .relay_reservations
-            .parse()
-            .map_err(|err: String| anyhow::anyhow!("`net.relay_reservations`: {err}"))?,
-        ..NetConfig::default()
-    })
-}
-
-/// Sets `stop` on SIGINT or SIGTERM, so the work in progress can finish and be saved.
-pub fn stop_on_signal(runtime: &Runtime, stop: Arc<AtomicBool>) {
-    runtime.spawn(async move {
-        let interrupt = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
-        }
-        tracing::info!("signal received: finishing the current round, then stopping");
-        stop.store(true, Ordering::SeqCst);
-    });
-}
 
 /// Starts the network layer under this node's identity and prints the addresses peers can dial.
 fn start_network(
@@ -77,34 +24,26 @@ fn start_network(
     identity: &Identity,
     board: &StatusBoard,
     runtime: &Runtime,
-) -> Result<(NetHandle, tokio::sync::mpsc::Receiver<swarm_net::NetEvent>)> {
+) -> Result<(NetHandle, GossipEvents)> {
     let (handle, events) = runtime.block_on(swarm_net::spawn(
         net,
         identity.seed(),
         task_checker(TaskCatalog::new()),
     ))?;
     board.attach_network_metrics(handle.metrics_registry());
-    // Listening starts asynchronously; the addresses are worth printing once they exist.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while handle.listen_addrs().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     for address in handle.listen_addrs() {
         println!("listening on {address}");
     }
     Ok((handle, events))
 }
 
-/// The status board's `outcome.reason` key (as `/metrics` labels it) for a network outcome name.
-fn outcome_key(name: &str) -> String {
-    if name == "accept" {
-        name.to_owned()
-    } else if RejectReason::ALL.iter().any(|r| r.as_str() == name) {
-        format!("reject.{name}")
-    } else if IgnoreReason::ALL.iter().any(|r| r.as_str() == name) {
-        format!("ignore.{name}")
-    } else {
-        format!("other.{name}")
+/// The status board's `outcome.reason` key (as `/metrics` labels it) for a network outcome.
+fn outcome_key(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Accept => outcome.label().to_owned(),
+        Outcome::Reject(_) | Outcome::Ignore(_) => {
+            format!("{}.{}", outcome.kind(), outcome.label())
+        }
     }
 }
 
@@ -116,7 +55,7 @@ fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
         s.validation = stats
             .outcomes
             .iter()
-            .map(|(name, &count)| (outcome_key(name), count))
+            .map(|(&outcome, &count)| (outcome_key(outcome), count))
             .collect();
         s.listen_addrs = stats.listen_addrs.iter().map(|a| a.to_string()).collect();
         s.reachability = stats.nat_status.as_str().to_owned();
@@ -147,7 +86,6 @@ pub fn join(
         runtime.handle().clone(),
         identity.signing_key(),
         &config.net.network,
-        TaskCatalog::new(),
     );
     let target = rounds.map(|r| learner.round() + r);
     while !stop.load(Ordering::SeqCst) && target.is_none_or(|t| learner.round() < t) {
@@ -208,16 +146,29 @@ mod tests {
 
     #[test]
     fn network_outcomes_become_outcome_and_reason_labels() {
-        assert_eq!(outcome_key("accept"), "accept");
-        assert_eq!(outcome_key("bad_signature"), "reject.bad_signature");
-        assert_eq!(outcome_key("prompt_mismatch"), "reject.prompt_mismatch");
-        assert_eq!(outcome_key("duplicate"), "ignore.duplicate");
-        assert_eq!(outcome_key("over_quota"), "ignore.over_quota");
+        use swarm_protocol::{IgnoreReason, RejectReason};
+        assert_eq!(outcome_key(Outcome::Accept), "accept");
+        assert_eq!(
+            outcome_key(Outcome::Reject(RejectReason::BadSignature)),
+            "reject.bad_signature"
+        );
+        assert_eq!(
+            outcome_key(Outcome::Reject(RejectReason::PromptMismatch)),
+            "reject.prompt_mismatch"
+        );
+        assert_eq!(
+            outcome_key(Outcome::Ignore(IgnoreReason::Duplicate)),
+            "ignore.duplicate"
+        );
+        assert_eq!(
+            outcome_key(Outcome::Ignore(IgnoreReason::OverQuota)),
+            "ignore.over_quota"
+        );
         for reason in RejectReason::ALL {
-            assert!(outcome_key(reason.as_str()).starts_with("reject."));
+            assert!(outcome_key(Outcome::Reject(reason)).starts_with("reject."));
         }
         for reason in IgnoreReason::ALL {
-            assert!(outcome_key(reason.as_str()).starts_with("ignore."));
+            assert!(outcome_key(Outcome::Ignore(reason)).starts_with("ignore."));
         }
     }
 }

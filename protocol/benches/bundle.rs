@@ -15,7 +15,7 @@ const TOKENS: usize = 256;
 
 fn large_bundle() -> RolloutBundle {
     let key = common::key(9);
-    let mut bundle = common::bundle(&key);
+    let mut bundle = common::example_bundle(&key);
     bundle.sampling.max_new_tokens = TOKENS as u32;
     bundle.completions = (0..COMPLETIONS)
         .map(|i| Completion {

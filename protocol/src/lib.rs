@@ -63,6 +63,8 @@ mod ids;
 mod limits;
 mod reason;
 mod signing;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod validate;
 mod wire;
 
@@ -72,7 +74,7 @@ pub use codec::{
 };
 pub use ids::{MESSAGE_ID_LEN, MessageId, message_id, network_id, prompt_hash, topic};
 pub use limits::{LimitKind, Limits, LimitsError, MAX_ENVELOPE_BYTES_CEILING};
-pub use reason::{IgnoreReason, RejectReason};
+pub use reason::{IgnoreReason, Outcome, RejectReason};
 pub use signing::{SIGNING_DOMAIN, SIGNING_INPUT_LEN, SignError, sign_bundle, signing_input};
 pub use validate::{
     StalenessWindow, TaskCheck, ValidatedBundle, Validation, ValidationContext, ValidationHooks,

@@ -102,7 +102,7 @@ impl fmt::Display for LimitsError {
 impl std::error::Error for LimitsError {}
 
 /// Names one of the [`Limits`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LimitKind {
     /// [`Limits::max_envelope_bytes`]
     EnvelopeBytes,

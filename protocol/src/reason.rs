@@ -8,7 +8,7 @@ use std::fmt;
 use crate::limits::LimitKind;
 
 /// A protocol violation. The message is dropped and its forwarder penalised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectReason {
     /// The envelope does not follow the version-1 layout.
     MalformedEnvelope,
@@ -123,7 +123,7 @@ impl fmt::Display for RejectReason {
 }
 
 /// A well-formed message this node does not use now. Dropped without penalty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IgnoreReason {
     /// Already seen (same message id, or same author and sequence).
     Duplicate,
@@ -174,5 +174,56 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::UnknownDataset => "dataset not loaded on this node",
             IgnoreReason::OverQuota => "sender over its rate quota",
         })
+    }
+}
+
+/// The verdict on one message without the message itself: what counters and metrics are keyed by.
+///
+/// Typed rather than a name so that consumers that group outcomes (accept / reject / ignore) match
+/// on the variant instead of looking names up in [`RejectReason::ALL`] and [`IgnoreReason::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// The message passed every check.
+    Accept,
+    /// The message broke the protocol.
+    Reject(RejectReason),
+    /// The message was well-formed but not useful now.
+    Ignore(IgnoreReason),
+}
+
+impl Outcome {
+    /// Stable snake_case label: `accept`, or the reason's [`RejectReason::as_str`] /
+    /// [`IgnoreReason::as_str`] name (reason names are unique across both kinds).
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Accept => "accept",
+            Outcome::Reject(reason) => reason.as_str(),
+            Outcome::Ignore(reason) => reason.as_str(),
+        }
+    }
+
+    /// Stable name of the kind of outcome: `accept`, `reject` or `ignore`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Outcome::Accept => "accept",
+            Outcome::Reject(_) => "reject",
+            Outcome::Ignore(_) => "ignore",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels_are_unique_across_kinds() {
+        let outcomes: Vec<Outcome> = std::iter::once(Outcome::Accept)
+            .chain(RejectReason::ALL.map(Outcome::Reject))
+            .chain(IgnoreReason::ALL.map(Outcome::Ignore))
+            .collect();
+        let labels: std::collections::BTreeSet<&str> =
+            outcomes.iter().map(|outcome| outcome.label()).collect();
+        assert_eq!(labels.len(), outcomes.len());
     }
 }

@@ -4,7 +4,7 @@
 use crate::codec::CodecError;
 use crate::ids::{MessageId, prompt_hash};
 use crate::limits::{LimitKind, Limits};
-use crate::reason::{IgnoreReason, RejectReason};
+use crate::reason::{IgnoreReason, Outcome, RejectReason};
 use crate::wire::{
     Completion, Digest, PublicKeyBytes, RolloutBundle, SamplingParams, SignedEnvelope, TaskRef,
 };
@@ -23,10 +23,15 @@ pub enum Validation {
 impl Validation {
     /// Stable metric label of the outcome: `accept`, or the reason's name.
     pub fn as_str(&self) -> &'static str {
+        self.outcome().label()
+    }
+
+    /// The verdict without the bundle, for counting.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Validation::Accept(_) => "accept",
-            Validation::Ignore(reason) => reason.as_str(),
-            Validation::Reject(reason) => reason.as_str(),
+            Validation::Accept(_) => Outcome::Accept,
+            Validation::Ignore(reason) => Outcome::Ignore(*reason),
+            Validation::Reject(reason) => Outcome::Reject(*reason),
         }
     }
 }
@@ -104,23 +109,23 @@ pub struct ValidationContext<'a> {
 pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Validation {
     match validate_inner(bytes, ctx) {
         Ok(bundle) => Validation::Accept(bundle),
-        Err(Outcome::Ignore(reason)) => Validation::Ignore(reason),
-        Err(Outcome::Reject(reason)) => Validation::Reject(reason),
+        Err(Refusal::Ignore(reason)) => Validation::Ignore(reason),
+        Err(Refusal::Reject(reason)) => Validation::Reject(reason),
     }
 }
 
-enum Outcome {
+enum Refusal {
     Ignore(IgnoreReason),
     Reject(RejectReason),
 }
 
-impl From<RejectReason> for Outcome {
+impl From<RejectReason> for Refusal {
     fn from(reason: RejectReason) -> Self {
-        Outcome::Reject(reason)
+        Refusal::Reject(reason)
     }
 }
 
-fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedBundle, Outcome> {
+fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedBundle, Refusal> {
     if bytes.len() > ctx.limits.max_envelope_bytes {
         return Err(RejectReason::OverLimit(LimitKind::EnvelopeBytes).into());
     }
@@ -143,26 +148,26 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
 
     let window = ctx.staleness;
     if ctx.now_ms.saturating_sub(bundle.created_at_ms) > window.max_age_ms {
-        return Err(Outcome::Ignore(IgnoreReason::Stale));
+        return Err(Refusal::Ignore(IgnoreReason::Stale));
     }
     if bundle.created_at_ms > ctx.now_ms.saturating_add(window.max_future_skew_ms) {
-        return Err(Outcome::Ignore(IgnoreReason::FromFuture));
+        return Err(Refusal::Ignore(IgnoreReason::FromFuture));
     }
     let message_id = MessageId::of_payload(&envelope.payload);
     if ctx
         .hooks
         .is_duplicate(&message_id, &bundle.author, bundle.sequence)
     {
-        return Err(Outcome::Ignore(IgnoreReason::Duplicate));
+        return Err(Refusal::Ignore(IgnoreReason::Duplicate));
     }
     if ctx.hooks.author_over_quota(&bundle.author) {
-        return Err(Outcome::Ignore(IgnoreReason::OverQuota));
+        return Err(Refusal::Ignore(IgnoreReason::OverQuota));
     }
     match ctx.hooks.check_task(&bundle.task, &bundle.prompt) {
         TaskCheck::Match => {}
         TaskCheck::Mismatch => return Err(RejectReason::PromptMismatch.into()),
-        TaskCheck::UnknownFamily => return Err(Outcome::Ignore(IgnoreReason::UnknownTaskFamily)),
-        TaskCheck::UnknownDataset => return Err(Outcome::Ignore(IgnoreReason::UnknownDataset)),
+        TaskCheck::UnknownFamily => return Err(Refusal::Ignore(IgnoreReason::UnknownTaskFamily)),
+        TaskCheck::UnknownDataset => return Err(Refusal::Ignore(IgnoreReason::UnknownDataset)),
     }
     Ok(ValidatedBundle {
         bundle,

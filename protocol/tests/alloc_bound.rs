@@ -66,7 +66,7 @@ fn completions_count_offset(bundle: &RolloutBundle) -> usize {
 #[test]
 fn huge_length_prefixes_allocate_nothing_large() {
     let key = key(3);
-    let bundle = bundle(&key);
+    let bundle = example_bundle(&key);
     let envelope = signed_bytes(&bundle, &key);
     // Generous for the decoder's own bookkeeping, and far below 2^40 or the decode bound.
     let small = 64 * 1024;

@@ -24,7 +24,7 @@ fn ids_are_blake3_of_their_inputs() {
 #[test]
 fn framing_message_id_refuses_other_versions() {
     let key = key(2);
-    let mut bytes = signed_bytes(&bundle(&key), &key);
+    let mut bytes = signed_bytes(&example_bundle(&key), &key);
     assert!(MessageId::of_envelope_bytes(&bytes).is_some());
     bytes[0] = 2;
     assert_eq!(MessageId::of_envelope_bytes(&bytes), None);

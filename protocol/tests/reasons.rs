@@ -27,7 +27,7 @@ impl Case {
     /// The valid test bundle, changed by `edit`, signed by its author.
     fn edited(edit: impl FnOnce(&mut RolloutBundle)) -> Self {
         let key = key(9);
-        let mut bundle = bundle(&key);
+        let mut bundle = example_bundle(&key);
         edit(&mut bundle);
         Case::new(signed_bytes(&bundle, &key))
     }
@@ -44,7 +44,7 @@ impl Case {
 
 fn valid_bytes() -> Vec<u8> {
     let key = key(9);
-    signed_bytes(&bundle(&key), &key)
+    signed_bytes(&example_bundle(&key), &key)
 }
 
 fn reject_case(reason: RejectReason) -> Case {
@@ -66,13 +66,13 @@ fn reject_case(reason: RejectReason) -> Case {
             Case::new(bytes)
         }
         RejectReason::MalformedPayload => {
-            let mut payload = bundle(&key(9)).to_bytes().unwrap();
+            let mut payload = example_bundle(&key(9)).to_bytes().unwrap();
             payload.push(0);
             Case::raw_payload(payload)
         }
         RejectReason::AuthorMismatch => {
             // Signed by key 9, but naming key 8 as the author.
-            let payload = bundle(&key(8)).to_bytes().unwrap();
+            let payload = example_bundle(&key(8)).to_bytes().unwrap();
             Case::raw_payload(payload)
         }
         RejectReason::WrongNetwork => Case::edited(|b| b.network_id = network_id("another-net")),
@@ -183,7 +183,7 @@ fn boundaries_of_the_staleness_window_are_inclusive() {
 #[test]
 fn limits_equal_to_the_message_accept_it() {
     let key = key(9);
-    let bundle = bundle(&key);
+    let bundle = example_bundle(&key);
     let bytes = signed_bytes(&bundle, &key);
     let limits = Limits {
         max_envelope_bytes: bytes.len(),

@@ -10,7 +10,7 @@ use swarm_protocol::{
 #[test]
 fn signed_bundle_validates_and_round_trips() {
     let key = key(1);
-    let bundle = bundle(&key);
+    let bundle = example_bundle(&key);
     let envelope = sign_bundle(&bundle, &key).unwrap();
     envelope.verify().unwrap();
     let bytes = envelope.to_bytes();
@@ -35,7 +35,7 @@ fn signed_bundle_validates_and_round_trips() {
 
 #[test]
 fn signing_someone_elses_bundle_is_refused() {
-    let bundle = bundle(&key(1));
+    let bundle = example_bundle(&key(1));
     let err = sign_bundle(&bundle, &key(2)).unwrap_err();
     assert!(matches!(err, SignError::AuthorMismatch { .. }), "{err}");
 }
@@ -43,7 +43,7 @@ fn signing_someone_elses_bundle_is_refused() {
 #[test]
 fn envelope_framing_matches_bincode_derive() {
     let key = key(3);
-    let envelope = sign_bundle(&bundle(&key), &key).unwrap();
+    let envelope = sign_bundle(&example_bundle(&key), &key).unwrap();
     let config = bincode::config::standard()
         .with_little_endian()
         .with_fixed_int_encoding();
@@ -57,7 +57,7 @@ fn envelope_framing_matches_bincode_derive() {
 fn every_single_byte_corruption_of_one_envelope_is_rejected() {
     // Exhaustive over position and value for one envelope; the property test covers other bundles.
     let key = key(5);
-    let bytes = signed_bytes(&bundle(&key), &key);
+    let bytes = signed_bytes(&example_bundle(&key), &key);
     let mut corrupted = bytes.clone();
     for position in 0..bytes.len() {
         for value in (0..=u8::MAX).filter(|&v| v != bytes[position]) {

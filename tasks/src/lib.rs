@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 
 pub use dataset::{Dataset, DatasetError};
 pub use families::{families, family};
-pub use task_ref::{TaskCatalog, TaskRef, UNLABELED_FAMILY, prompt_hash, resolve};
+/// The protocol's task reference and prompt hash, re-exported so that users of the catalog name the
+/// very types it resolves.
+pub use swarm_protocol::{TaskRef, prompt_hash};
+pub use task_ref::{TaskCatalog, TaskRefExt, UNLABELED_FAMILY, resolve};
 
 /// A generated question with its ground truth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,58 +1,36 @@
-//! Task references: how a question is named on the wire, and how a receiver turns a reference back into
-//! the prompt and ground truth without trusting the sender.
+//! Task references: how a receiver turns the protocol's [`TaskRef`] back into the prompt and ground
+//! truth without trusting the sender.
 //!
-//! [`TaskRef`] mirrors the wire protocol's reference field by field (this crate does not depend on the
-//! protocol crate; the network layer converts between the two). A procedural reference is regenerated
-//! from its family, a dataset reference is looked up in the datasets this node has loaded, and an
-//! unlabeled reference only carries a hash: its prompt is whatever the sender sent, accepted when the hash
-//! matches, and its rewards come from majority vote.
+//! The reference type is the wire protocol's own, so that a reference read off the network is
+//! resolved as it is, with no second definition to keep field for field (and hash for hash) in
+//! step. A procedural reference is regenerated from its family, a dataset reference is looked up in
+//! the datasets this node has loaded, and an unlabeled reference only carries a hash: its prompt is
+//! whatever the sender sent, accepted when the hash matches, and its rewards come from majority
+//! vote.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use swarm_protocol::{TaskRef, prompt_hash};
 
 use crate::{Dataset, Question, TaskError, procedural};
 
 /// Family name given to questions resolved from an unlabeled reference; their answer is empty.
 pub const UNLABELED_FAMILY: &str = "unlabeled";
 
-/// Names one question.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum TaskRef {
-    /// A question from a task family's generator.
-    Procedural {
-        /// Family name, as in the registry.
-        family: String,
-        /// Difficulty level.
-        difficulty: u32,
-        /// Seed of the question stream.
-        seed: u64,
-        /// Position in the stream.
-        index: u64,
-    },
-    /// A row of a JSONL dataset.
-    Dataset {
-        /// blake3 of the dataset file.
-        dataset_hash: [u8; 32],
-        /// Zero-based row (blank lines are not rows).
-        row: u64,
-    },
-    /// A prompt without ground truth.
-    Unlabeled {
-        /// blake3 of the prompt's UTF-8 bytes (see [`prompt_hash`]).
-        prompt_hash: [u8; 32],
-    },
-}
-
-/// blake3 of a prompt's UTF-8 bytes, as carried by [`TaskRef::Unlabeled`].
-pub fn prompt_hash(prompt: &str) -> [u8; 32] {
-    *blake3::hash(prompt.as_bytes()).as_bytes()
-}
-
-impl TaskRef {
+/// Builds the references that name this crate's questions. A trait because [`TaskRef`] belongs to
+/// the protocol crate, which knows nothing of questions; it keeps `TaskRef::procedural(&question)`
+/// reading as a constructor.
+pub trait TaskRefExt {
     /// The reference of a procedurally generated question.
-    pub fn procedural(question: &Question) -> Self {
-        Self::Procedural {
+    fn procedural(question: &Question) -> Self;
+
+    /// The reference of an unlabeled prompt.
+    fn unlabeled(prompt: &str) -> Self;
+}
+
+impl TaskRefExt for TaskRef {
+    fn procedural(question: &Question) -> Self {
+        TaskRef::Procedural {
             family: question.family.clone(),
             difficulty: question.difficulty,
             seed: question.seed,
@@ -60,9 +38,8 @@ impl TaskRef {
         }
     }
 
-    /// The reference of an unlabeled prompt.
-    pub fn unlabeled(prompt: &str) -> Self {
-        Self::Unlabeled {
+    fn unlabeled(prompt: &str) -> Self {
+        TaskRef::Unlabeled {
             prompt_hash: prompt_hash(prompt),
         }
     }

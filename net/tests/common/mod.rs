@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use swarm_net::{NetConfig, NetEvent, NetHandle, TaskChecker, spawn};
+use swarm_protocol::test_support::example_bundle;
 use swarm_protocol::{
-    Completion, PolicyInfo, RolloutBundle, SamplingParams, SignedEnvelope, SigningKey, TaskCheck,
-    TaskRef, ValidatedBundle, network_id, prompt_hash, sign_bundle,
+    RolloutBundle, SignedEnvelope, SigningKey, TaskCheck, TaskRef, ValidatedBundle, network_id,
+    prompt_hash, sign_bundle,
 };
 use tokio::sync::mpsc;
 
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn accept_all() -> TaskChecker {
-    Arc::new(|_: &TaskRef, _: &str| TaskCheck::Match)
+    Arc::new(|_: &TaskRef, _: &str| Ok::<(), TaskCheck>(()))
 }
 
 pub fn now_ms() -> u64 {
@@ -27,35 +28,18 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The protocol's example bundle, fresh, on `network`, with an unlabeled `prompt` (so that a changed
+/// prompt is a protocol violation even though every task check here matches).
 pub fn bundle(network: &str, key: &SigningKey, sequence: u64, prompt: &str) -> RolloutBundle {
     RolloutBundle {
         network_id: network_id(network),
-        author: key.verifying_key().to_bytes(),
         sequence,
         created_at_ms: now_ms(),
-        policy: PolicyInfo {
-            model_name: "tiny".into(),
-            architecture_hash: [0; 32],
-            tokenizer_hash: [0; 32],
-            policy_version: 0,
-        },
-        sampling: SamplingParams {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            max_new_tokens: 4,
-        },
         task: TaskRef::Unlabeled {
             prompt_hash: prompt_hash(prompt),
         },
         prompt: prompt.into(),
-        completions: vec![Completion {
-            text: "hi".into(),
-            token_ids: vec![5, 2],
-            logprobs: vec![-0.1, -0.2],
-            reward: 1.0,
-            truncated: false,
-        }],
+        ..example_bundle(key)
     }
 }
 
@@ -111,6 +95,7 @@ pub async fn next_bundle_received(
                     bundle,
                     source,
                     received_at,
+                    ..
                 }) => return (bundle, source, received_at),
                 Some(_) => continue,
                 None => panic!("network event channel closed"),
@@ -134,14 +119,21 @@ pub async fn spawn_node(config: NetConfig, seed: u8) -> Node {
     Node { handle, events }
 }
 
-/// Starts a loopback node and waits until it listens.
+/// Starts a loopback node; it listens once started.
 pub async fn start_node(network: &str, seed: u8, bootstrap: Vec<libp2p::Multiaddr>) -> Node {
     let config = NetConfig {
         bootstrap,
         ..NetConfig::loopback(network)
     };
-    let node = spawn_node(config, seed).await;
-    let listening = node.handle.clone();
-    wait_until("the node listens", || !listening.listen_addrs().is_empty()).await;
-    node
+    spawn_node(config, seed).await
+}
+
+/// Waits until `handle` sees at least `n` peers on the topic, failing the test after [`DEADLINE`].
+pub async fn wait_for_topic_peers(handle: &NetHandle, n: usize) {
+    if let Err(err) = handle
+        .wait_for_topic_peers(n, std::time::Instant::now() + DEADLINE)
+        .await
+    {
+        panic!("{err:#}");
+    }
 }

@@ -139,7 +139,7 @@ fn run_networked<T>(
         .enable_all()
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));
-    swarm_node::join::stop_on_signal(&runtime, stop.clone());
+    swarm_node::signals::stop_on_signal(&runtime, stop.clone());
     let server = start_http(config, &board, &runtime)?;
     let result = work(&board, &runtime, &stop);
     if let Some(server) = server {

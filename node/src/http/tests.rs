@@ -151,7 +151,7 @@ async fn libp2p_metrics_follow_the_node_metrics_in_one_exposition() {
     let (network, _events) = swarm_net::spawn(
         swarm_net::NetConfig::loopback("metrics-test"),
         [9; 32],
-        Arc::new(|_: &swarm_protocol::TaskRef, _: &str| swarm_protocol::TaskCheck::Match),
+        Arc::new(|_: &swarm_protocol::TaskRef, _: &str| Ok::<(), swarm_protocol::TaskCheck>(())),
     )
     .await
     .unwrap();

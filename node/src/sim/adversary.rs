@@ -99,6 +99,7 @@ impl<N: Network> Network for AdversarialNetwork<N> {
 mod tests {
     use super::*;
     use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
+    use swarm_tasks::TaskRefExt;
 
     fn group(family: &str) -> LocalGroup {
         let question = swarm_tasks::family(family).unwrap().generate(0, 5, 9);

@@ -254,7 +254,7 @@ fn start_network(
     runtime: &tokio::runtime::Runtime,
     network_name: &str,
     keys: &[SigningKey],
-) -> Result<Vec<(NetHandle, tokio::sync::mpsc::Receiver<swarm_net::NetEvent>)>> {
+) -> Result<Vec<(NetHandle, crate::gossip::GossipEvents)>> {
     let mut nodes: Vec<(NetHandle, _)> = Vec::new();
     for key in keys {
         let mut net = NetConfig::loopback(network_name);
@@ -266,39 +266,27 @@ fn start_network(
             .iter()
             .flat_map(|(handle, _): &(NetHandle, _)| handle.listen_addrs())
             .collect();
+        // The next node dials this one's address; spawn returns once it is listening.
         let node = runtime.block_on(swarm_net::spawn(
             net,
             key.to_bytes(),
             task_checker(TaskCatalog::new()),
         ))?;
-        // The next node dials this one's address, so it must be listening first.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while node.0.listen_addrs().is_empty() {
-            if Instant::now() > deadline {
-                bail!("a simulated node did not start listening on loopback within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         nodes.push(node);
     }
     let wanted = (keys.len() - 1).min(4);
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = nodes
-            .iter()
-            .filter(|(handle, _)| handle.stats().topic_peers >= wanted)
-            .count();
-        if ready == nodes.len() {
-            return Ok(nodes);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "only {ready} of {} simulated nodes saw {wanted} topic peers within 30 s",
-                nodes.len()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    for (index, (handle, _)) in nodes.iter().enumerate() {
+        runtime
+            .block_on(handle.wait_for_topic_peers(wanted, deadline))
+            .with_context(|| {
+                format!(
+                    "simulated node {index} of {} did not see {wanted} topic peers within 30 s",
+                    nodes.len()
+                )
+            })?;
     }
+    Ok(nodes)
 }
 
 struct NodeOutcome {
@@ -366,7 +354,6 @@ fn run_one(
                 runtime.handle().clone(),
                 key.clone(),
                 &network_name,
-                TaskCatalog::new(),
             );
             let adversary = plan.kind.adversary.filter(|_| configuration.adversaries);
             let slowdown = plan.kind.slowdown;
@@ -442,7 +429,7 @@ fn run_one(
             pass_at_1_end,
             published: stats.published,
             unpublished: outcome.unpublished,
-            received: stats.outcomes,
+            received: stats.outcomes_by_label(),
         });
     }
     for handle in &handles {

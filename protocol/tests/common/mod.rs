@@ -1,16 +1,17 @@
 //! Builders shared by the integration tests.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 pub mod strategies;
 
 use swarm_protocol::{
-    Completion, Limits, MessageId, PolicyInfo, PublicKeyBytes, RolloutBundle, SamplingParams,
-    SigningKey, StalenessWindow, TaskCheck, TaskRef, Validation, ValidationContext,
-    ValidationHooks, network_id, sign_bundle,
+    Limits, MessageId, PublicKeyBytes, RolloutBundle, SigningKey, StalenessWindow, TaskCheck,
+    TaskRef, Validation, ValidationContext, ValidationHooks, network_id, sign_bundle,
 };
 
-pub const NETWORK: &str = "test-net";
-pub const NOW_MS: u64 = 1_700_000_000_000;
+pub use swarm_protocol::test_support::{
+    EXAMPLE_NETWORK as NETWORK, EXAMPLE_NOW_MS as NOW_MS, example_bundle,
+};
+
 pub const WINDOW: StalenessWindow = StalenessWindow {
     max_age_ms: 600_000,
     max_future_skew_ms: 30_000,
@@ -18,51 +19,6 @@ pub const WINDOW: StalenessWindow = StalenessWindow {
 
 pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
-}
-
-/// A small valid bundle authored by `key`.
-pub fn bundle(key: &SigningKey) -> RolloutBundle {
-    RolloutBundle {
-        network_id: network_id(NETWORK),
-        author: key.verifying_key().to_bytes(),
-        sequence: 7,
-        created_at_ms: NOW_MS - 1_000,
-        policy: PolicyInfo {
-            model_name: "tiny-policy".into(),
-            architecture_hash: [1; 32],
-            tokenizer_hash: [2; 32],
-            policy_version: 3,
-        },
-        sampling: SamplingParams {
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            max_new_tokens: 8,
-        },
-        task: TaskRef::Procedural {
-            family: "basic_arithmetic".into(),
-            difficulty: 1,
-            seed: 42,
-            index: 5,
-        },
-        prompt: "What is 2 + 3?".into(),
-        completions: vec![
-            Completion {
-                text: "5".into(),
-                token_ids: vec![20, 2],
-                logprobs: vec![-0.25, -0.01],
-                reward: 1.0,
-                truncated: false,
-            },
-            Completion {
-                text: "6".into(),
-                token_ids: vec![21, 2],
-                logprobs: vec![-1.5, 0.0],
-                reward: 0.0,
-                truncated: false,
-            },
-        ],
-    }
 }
 
 /// Hooks with fixed answers, so each test chooses the node state it needs.

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use swarm_tasks::answer::{extract, parse_number};
-use swarm_tasks::{Dataset, RewardConfig, TaskCatalog, TaskRef, families, majority};
+use swarm_tasks::{Dataset, RewardConfig, TaskCatalog, TaskRef, TaskRefExt, families, majority};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(dataset) = Dataset::from_bytes("fuzz.jsonl", data) {
