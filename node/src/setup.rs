@@ -44,6 +44,17 @@ pub fn warm_start_dir(
     Ok(data_dir.join("warm-start").join(key))
 }
 
+/// The names in directory `dir`.
+fn entry_names(dir: &Path) -> Result<std::collections::BTreeSet<std::ffi::OsString>> {
+    std::fs::read_dir(dir)
+        .and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|e| e.file_name()))
+                .collect::<std::io::Result<_>>()
+        })
+        .with_context(|| format!("cannot list {} (it must be a directory)", dir.display()))
+}
+
 /// Runs the supervised warm start of `model` with a progress bar and saves it to `out`.
 pub fn build_warm_start(
     model: &Path,
@@ -76,6 +87,23 @@ pub fn build_warm_start(
     }
     policy.save(&tmp)?;
     if out.exists() {
+        // Only an earlier warm start may be replaced: a directory holding anything a warm start does
+        // not write (an identity key, checkpoints, metrics) is someone else's and is left whole.
+        let written = entry_names(&tmp)?;
+        let foreign: Vec<String> = entry_names(out)?
+            .into_iter()
+            .filter(|name| !written.contains(name))
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        if !foreign.is_empty() {
+            std::fs::remove_dir_all(&tmp)?;
+            anyhow::bail!(
+                "{} already holds files a warm start does not write ({}); it is left as it is: \
+                 pass an --out that does not exist yet, or an earlier warm start's directory",
+                out.display(),
+                foreign.join(", ")
+            );
+        }
         std::fs::remove_dir_all(out)?;
     }
     std::fs::rename(&tmp, out)

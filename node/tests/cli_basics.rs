@@ -1,4 +1,5 @@
-//! The binary as a user runs it: exit codes, output and error messages of `identity` and `config`.
+//! The binary as a user runs it: exit codes, output and error messages of `identity`, `config` and
+//! `warmup`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -233,4 +234,56 @@ fn bench_prints_json_and_logprobs_needs_weights() {
         "{}",
         text(&missing.stderr)
     );
+}
+
+#[test]
+fn warmup_leaves_a_directory_it_did_not_write_whole() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/models/tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let made = swarm_node(&["identity", "--data-dir", "node-a"], dir.path());
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let key = dir.path().join("node-a/identity.key");
+    let original = std::fs::read(&key).unwrap();
+
+    let refused = command(
+        &[
+            "warmup",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            "node-a",
+        ],
+        dir.path(),
+    )
+    .env("SWARM_WARMUP_STEPS", "2")
+    .output()
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("node-a") && stderr.contains("identity.key"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        original,
+        "the identity survives"
+    );
+    assert!(
+        !dir.path().join("node-a.tmp").exists(),
+        "the refused warm start is cleaned up"
+    );
+
+    // A warm start may replace an earlier warm start in the same place.
+    for _ in 0..2 {
+        let written = command(
+            &["warmup", "--model", model.to_str().unwrap(), "--out", "ws"],
+            dir.path(),
+        )
+        .env("SWARM_WARMUP_STEPS", "2")
+        .output()
+        .unwrap();
+        assert!(written.status.success(), "{}", text(&written.stderr));
+    }
+    assert!(dir.path().join("ws/config.json").exists());
 }
