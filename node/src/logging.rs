@@ -1,5 +1,7 @@
 //! Logging setup: human-readable lines by default, JSON for collectors.
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 
@@ -12,8 +14,10 @@ pub fn init(format: LogFormat, level: &str) -> Result<()> {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::try_new(level)?,
     };
+    // Colour codes only where a terminal shows them: in a file or a collector's pipe they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Human => builder.try_init(),

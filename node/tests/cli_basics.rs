@@ -284,6 +284,12 @@ fn warmup_leaves_a_directory_it_did_not_write_whole() {
         .output()
         .unwrap();
         assert!(written.status.success(), "{}", text(&written.stderr));
+        let log = text(&written.stderr);
+        assert!(log.contains("warm start trained"), "{log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "no colour codes in a log that is not a terminal: {log:?}"
+        );
     }
     assert!(dir.path().join("ws/config.json").exists());
 }
