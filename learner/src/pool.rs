@@ -216,22 +216,15 @@ impl RolloutPool {
                 chosen.push(position);
             }
         }
-        // Removing from the highest position down keeps the lower ones valid; the groups are then
-        // returned in the order they were drawn.
-        let mut removal = chosen.clone();
-        removal.sort_unstable_by(|a, b| b.cmp(a));
-        let mut removed: BTreeMap<usize, ExternalGroup> = removal
+        // Taken groups leave in the order they were drawn; the rest keep their arrival order.
+        let mut slots: Vec<Option<Arrival>> = self.external.drain(..).map(Some).collect();
+        let taken = chosen
             .into_iter()
-            .filter_map(|position| {
-                self.external
-                    .remove(position)
-                    .map(|arrival| (position, arrival.group))
-            })
+            .filter_map(|position| slots[position].take())
+            .map(|arrival| arrival.group)
             .collect();
-        chosen
-            .into_iter()
-            .filter_map(|position| removed.remove(&position))
-            .collect()
+        self.external = slots.into_iter().flatten().collect();
+        taken
     }
 
     /// Keeps own groups for replay in later rounds.

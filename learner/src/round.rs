@@ -267,7 +267,6 @@ impl Learner {
         let external = self
             .pool
             .take_external(self.round, allowance, &mut selection_rng);
-        let external_aha = delivered_aha(&fresh, &external, &self.rewards());
         let local_zero_variance = fresh
             .iter()
             .filter(|g| all_equal(g.completions.iter().map(|c| c.reward)))
@@ -291,6 +290,7 @@ impl Learner {
         let step_started = Instant::now();
         let policy_version = self.policy_version();
         let report = self.train(&fresh, &stale, &external)?;
+        let external_aha = delivered_aha(&fresh, &external, &report.batch.external_rewards);
         let step_seconds = step_started.elapsed().as_secs_f64();
         if self.options.replay_local {
             self.pool.keep_local(fresh.iter().cloned());
@@ -435,10 +435,11 @@ const SELECTION_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// External groups taken this round that hold the only correct answer to their question in the
 /// batch: no own completion of that question and no other external group got it right. These are
 /// the rare successes sharing exists to spread.
+/// `external_rewards` are the batch builder's local scores, per external group in order.
 fn delivered_aha(
     fresh: &[LocalGroup],
     external: &[ExternalGroup],
-    rewards: &RewardConfig,
+    external_rewards: &[Vec<f32>],
 ) -> usize {
     let mut own_correct: BTreeMap<String, bool> = BTreeMap::new();
     for group in fresh {
@@ -447,12 +448,8 @@ fn delivered_aha(
             .or_default() |= group.completions.iter().any(|c| c.reward >= 1.0);
     }
     let mut correct_groups: BTreeMap<String, usize> = BTreeMap::new();
-    for group in external {
-        let correct = group
-            .completions
-            .iter()
-            .any(|c| swarm_tasks::verify(&group.question, &c.text, rewards).correct);
-        if correct {
+    for (group, rewards) in external.iter().zip(external_rewards) {
+        if rewards.iter().any(|&r| r >= 1.0) {
             *correct_groups
                 .entry(question_key(&group.question))
                 .or_default() += 1;
