@@ -146,15 +146,10 @@ pub(crate) fn build(
     let mesh_degree = config.mesh_degree;
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
-        // Same bytes, same id: the protocol's content id, so a bundle relayed along two paths or
-        // republished verbatim is one message to every node.
+        // The protocol's message id, over the whole envelope: a bundle relayed along two paths is
+        // one message to every node, and a corrupted copy is a different one.
         .message_id_fn(|message: &gossipsub::Message| {
-            let id = MessageId::of_envelope_bytes(&message.data)
-                .map(|id| id.as_bytes().to_vec())
-                // Undecodable messages still need some id; hashing the raw bytes keeps them
-                // distinct so each is validated (and penalised) on its own.
-                .unwrap_or_else(|| MessageId::of_payload(&message.data).as_bytes().to_vec());
-            gossipsub::MessageId::new(&id)
+            gossipsub::MessageId::new(MessageId::of_envelope(&message.data).as_bytes())
         })
         .validate_messages()
         .max_transmit_size(MAX_TRANSMIT_BYTES)

@@ -85,7 +85,8 @@ pub struct NetConfig {
     pub author_quota_per_minute: u32,
     /// Messages one forwarding peer may send us per minute before the rest are ignored.
     pub peer_quota_per_minute: u32,
-    /// Message ids remembered for duplicate detection; the oldest are forgotten first.
+    /// Message ids, and separately (author, sequence) pairs, of accepted bundles remembered for
+    /// duplicate detection; the oldest recorded are forgotten first.
     pub dedup_capacity: usize,
     /// How old (or how far ahead) a bundle may be.
     pub staleness: StalenessWindow,

@@ -300,9 +300,7 @@ impl<T: Send + 'static> EventLoop<T> {
                 bytes.len()
             ));
         }
-        let id = MessageId::of_envelope_bytes(&bytes).ok_or_else(|| {
-            anyhow!("envelope is malformed: no payload to derive a message id from")
-        })?;
+        let id = MessageId::of_envelope(&bytes);
         self.swarm
             .behaviour_mut()
             .gossipsub
@@ -474,7 +472,7 @@ impl<T: Send + 'static> EventLoop<T> {
         let now = Instant::now();
         self.state.now = now;
         let (outcome, resolved) = if !self.peers.try_spend(&source, now) {
-            (Validation::Ignore(IgnoreReason::OverQuota), None)
+            (Validation::Ignore(IgnoreReason::OverPeerQuota), None)
         } else {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

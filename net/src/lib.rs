@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use behaviour::MAX_TRANSMIT_BYTES;
 pub use config::{NetConfig, RelayReservations};
 pub use reachability::NatStatus;
-pub use state::TaskChecker;
+pub use state::{RateLimiter, TaskChecker};
 pub use telemetry::{WireBytes, wire_bytes};
 
 /// What the network layer tells the learner. `T` is what the node's [`TaskChecker`] resolves a

@@ -62,13 +62,14 @@ impl<T: Eq + Hash + Clone> BoundedSet<T> {
 /// Token buckets keyed by author or peer: `per_minute` tokens refill over a minute, up to a burst
 /// of the same size. Buckets that refilled completely are forgotten, which bounds memory by the
 /// number of keys active within one minute.
-pub(crate) struct RateLimiter<K> {
+pub struct RateLimiter<K> {
     per_minute: f64,
     buckets: HashMap<K, (f64, Instant)>,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
-    pub(crate) fn new(per_minute: u32) -> Self {
+    /// Buckets of `per_minute` tokens (at least 1).
+    pub fn new(per_minute: u32) -> Self {
         RateLimiter {
             per_minute: f64::from(per_minute.max(1)),
             buckets: HashMap::new(),
@@ -91,7 +92,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     }
 
     /// Spends one token if one is left; returns whether it could.
-    pub(crate) fn try_spend(&mut self, key: &K, now: Instant) -> bool {
+    pub fn try_spend(&mut self, key: &K, now: Instant) -> bool {
         let tokens = self.tokens(key, now);
         if tokens < 1.0 {
             return false;

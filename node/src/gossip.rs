@@ -3,11 +3,11 @@
 //! locally from the task reference while the bundle was validated.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use swarm_learner::{ExternalCompletion, ExternalGroup, LocalGroup, Network};
-use swarm_net::{NetEvent, NetHandle, TaskChecker};
+use swarm_net::{NetEvent, NetHandle, RateLimiter, TaskChecker};
 use swarm_protocol::{
     Digest, RolloutBundle, SigningKey, TaskCheck, TaskRef, network_id, sign_bundle,
 };
@@ -51,6 +51,11 @@ pub struct GossipNetwork {
     sequence: u64,
     /// Groups not published because no peer was subscribed yet.
     pub unpublished: u64,
+    /// Groups not published because this node was at its publishing pace.
+    pub paced: u64,
+    /// This node's own publishing rate: a minute's worth of burst, then the steady rate, so it
+    /// stays inside the per-author quota receivers enforce.
+    pace: Option<RateLimiter<()>>,
     /// External groups handed to the learner.
     pub received: u64,
 }
@@ -64,6 +69,7 @@ impl GossipNetwork {
         runtime: Handle,
         key: SigningKey,
         network_name: &str,
+        publish_per_minute: u32,
     ) -> Self {
         Self {
             handle,
@@ -75,6 +81,8 @@ impl GossipNetwork {
             // across restarts without storing a counter.
             sequence: now_ms(),
             unpublished: 0,
+            paced: 0,
+            pace: (publish_per_minute > 0).then(|| RateLimiter::new(publish_per_minute)),
             received: 0,
         }
     }
@@ -106,6 +114,14 @@ impl Network for GossipNetwork {
         if self.handle.stats().topic_peers == 0 {
             // Gossip refuses to publish with no subscribed peer; the group would be lost anyway.
             self.unpublished += 1;
+            return Ok(());
+        }
+        if let Some(pace) = &mut self.pace
+            && !pace.try_spend(&(), Instant::now())
+        {
+            // Dropped, not queued: a delayed bundle only grows staler for its receivers, and a node
+            // this fast has fresher groups to publish next round.
+            self.paced += 1;
             return Ok(());
         }
         let bundle = self.bundle(group);
@@ -145,6 +161,21 @@ impl Network for GossipNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_allows_a_minute_of_burst_then_the_steady_rate() {
+        let start = Instant::now();
+        let mut pace = RateLimiter::new(60);
+        assert!((0..60).all(|_| pace.try_spend(&(), start)));
+        assert!(
+            !pace.try_spend(&(), start),
+            "the burst is one minute's worth"
+        );
+        assert!(pace.try_spend(&(), start + std::time::Duration::from_secs(1)));
+        assert!(!pace.try_spend(&(), start + std::time::Duration::from_secs(1)));
+        let later = start + std::time::Duration::from_secs(3600);
+        assert_eq!((0..100).filter(|_| pace.try_spend(&(), later)).count(), 60);
+    }
 
     #[test]
     fn the_checker_regenerates_prompts() {

@@ -86,6 +86,7 @@ pub fn join(
         runtime.handle().clone(),
         identity.signing_key(),
         &config.net.network,
+        config.net.publish_per_minute,
     );
     let target = rounds.map(|r| learner.round() + r);
     while !stop.load(Ordering::SeqCst) && target.is_none_or(|t| learner.round() < t) {
@@ -93,6 +94,7 @@ pub fn join(
         let stats = handle.stats();
         print_round(&metrics, Some(stats.connected_peers));
         publish_net_stats(board, &stats);
+        board.update(|s| s.bundles_paced = network.paced);
         record_round(board, &metrics)?;
     }
     learner.checkpoint()?;
@@ -161,8 +163,8 @@ mod tests {
             "ignore.duplicate"
         );
         assert_eq!(
-            outcome_key(Outcome::Ignore(IgnoreReason::OverQuota)),
-            "ignore.over_quota"
+            outcome_key(Outcome::Ignore(IgnoreReason::OverAuthorQuota)),
+            "ignore.over_quota_author"
         );
         for reason in RejectReason::ALL {
             assert!(outcome_key(Outcome::Reject(reason)).starts_with("reject."));

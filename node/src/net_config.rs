@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use swarm_net::NetConfig;
+use swarm_protocol::{Limits, StalenessWindow};
 
 use crate::config::NodeConfig;
 
@@ -26,6 +27,17 @@ pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
         max_connections: config.net.max_connections,
         relay_server: config.net.relay_server,
         mesh_degree: config.net.mesh_degree as usize,
+        author_quota_per_minute: config.net.author_quota_per_minute,
+        peer_quota_per_minute: config.net.peer_quota_per_minute,
+        dedup_capacity: config.net.dedup_capacity as usize,
+        staleness: StalenessWindow {
+            max_age_ms: config.net.max_age_seconds.saturating_mul(1000),
+            max_future_skew_ms: config.net.max_clock_skew_seconds.saturating_mul(1000),
+        },
+        limits: Limits {
+            max_envelope_bytes: config.net.max_envelope_bytes as usize,
+            ..Limits::default()
+        },
         relay_reservations: config
             .net
             .relay_reservations

@@ -32,6 +32,10 @@ pub struct NodeStatus {
     pub peers: usize,
     /// Bundles this node published.
     pub bundles_published: u64,
+    /// Own groups not published because the node was at its publishing pace
+    /// (`net.publish_per_minute`).
+    #[serde(default)]
+    pub bundles_paced: u64,
     /// External bundles accepted from the network.
     pub bundles_accepted: u64,
     /// Mean reward of the last round's own completions.

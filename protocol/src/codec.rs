@@ -14,8 +14,9 @@ use crate::wire::{RolloutBundle, SignedEnvelope};
 /// `len * size_of::<T>()` up front, so a prefix of 2^40 fails at once and the largest allocation a lying
 /// prefix can cause is this many bytes. In-memory sizes exceed wire sizes only for the completion list
 /// (80 bytes per entry against at least 29 on the wire, at most a few KiB for a legitimate bundle), so
-/// the ceiling on envelopes plus 64 KiB decodes every envelope a node can be configured to accept.
-pub const DECODE_LIMIT_BYTES: usize = MAX_ENVELOPE_BYTES_CEILING + 64 * 1024;
+/// 1 MiB (above the ceiling on envelopes) plus 64 KiB decodes every envelope a node can be configured to
+/// accept.
+pub const DECODE_LIMIT_BYTES: usize = (1 << 20) + 64 * 1024;
 
 /// Fixed-width little-endian integers: every integer and length prefix has one size, so a client in
 /// another language needs no varint decoder and the byte offsets of the envelope header are constant.
@@ -173,19 +174,4 @@ pub fn peek_version(envelope: &[u8]) -> Option<u16> {
         [lo, hi, ..] => Some(u16::from_le_bytes([*lo, *hi])),
         _ => None,
     }
-}
-
-/// The payload of a well-framed version-1 envelope, found from the fixed header offsets.
-pub(crate) fn payload_slice(envelope: &[u8]) -> Option<&[u8]> {
-    if peek_version(envelope)? != PROTOCOL_VERSION || envelope.len() < ENVELOPE_OVERHEAD {
-        return None;
-    }
-    let len_bytes: [u8; 8] = envelope[PAYLOAD_LEN_OFFSET..PAYLOAD_OFFSET]
-        .try_into()
-        .ok()?;
-    let payload_len = usize::try_from(u64::from_le_bytes(len_bytes)).ok()?;
-    if envelope.len() - ENVELOPE_OVERHEAD != payload_len {
-        return None;
-    }
-    Some(&envelope[PAYLOAD_OFFSET..PAYLOAD_OFFSET + payload_len])
 }

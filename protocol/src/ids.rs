@@ -10,7 +10,7 @@ pub fn network_id(network_name: &str) -> Digest {
     *blake3::hash(network_name.as_bytes()).as_bytes()
 }
 
-/// The gossipsub topic rollouts of `network_name` are published on: `/swarm/<network>/rollouts/1`.
+/// The gossipsub topic rollouts of `network_name` are published on: `/swarm/<network>/rollouts/2`.
 ///
 /// The trailing number is the protocol version, so that nodes of two versions can share a swarm during
 /// an upgrade without seeing each other's messages.
@@ -26,28 +26,23 @@ pub fn prompt_hash(prompt: &str) -> Digest {
 /// Length of a [`MessageId`] in bytes.
 pub const MESSAGE_ID_LEN: usize = 20;
 
-/// Content id of a message: the first 20 bytes of blake3 of the envelope's payload.
+/// Id of a gossip message: the first 20 bytes of blake3 of the whole envelope as received.
 ///
-/// Derived from the payload alone (not the signature or framing), so the same bundle always has the
-/// same id and gossip deduplicates it however it was re-framed.
+/// It covers the signature, so a copy of a payload with a corrupted signature (which validation
+/// rejects) has an id of its own and cannot make receivers drop the genuine envelope as a duplicate.
+/// A third party cannot make a second valid envelope of the same payload either: strict verification
+/// admits one encoding of each signature, and the envelope admits no trailing bytes. The id is
+/// defined for any byte string, well formed or not.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub [u8; MESSAGE_ID_LEN]);
 
 impl MessageId {
-    /// The id of a payload.
-    pub fn of_payload(payload: &[u8]) -> Self {
-        let digest = blake3::hash(payload);
+    /// The id of the message `envelope` (raw bytes; nothing is decoded or checked).
+    pub fn of_envelope(envelope: &[u8]) -> Self {
+        let digest = blake3::hash(envelope);
         let mut id = [0u8; MESSAGE_ID_LEN];
         id.copy_from_slice(&digest.as_bytes()[..MESSAGE_ID_LEN]);
         MessageId(id)
-    }
-
-    /// The id of the payload inside raw envelope bytes, reading only the framing (no allocation, no
-    /// signature check). Returns `None` when the bytes are not a well-framed version-1 envelope; the
-    /// caller (a gossip message-id function) may then hash the whole message, which validation rejects
-    /// anyway.
-    pub fn of_envelope_bytes(envelope: &[u8]) -> Option<Self> {
-        crate::codec::payload_slice(envelope).map(Self::of_payload)
     }
 
     /// The raw id bytes.
@@ -68,7 +63,7 @@ impl fmt::Debug for MessageId {
     }
 }
 
-/// The message id of a payload: the first 20 bytes of its blake3 digest.
-pub fn message_id(payload: &[u8]) -> MessageId {
-    MessageId::of_payload(payload)
+/// The message id of raw envelope bytes: the first 20 bytes of their blake3 digest.
+pub fn message_id(envelope: &[u8]) -> MessageId {
+    MessageId::of_envelope(envelope)
 }

@@ -1,4 +1,4 @@
-//! The swarm rollout protocol, version 1: wire types, codec, signatures, content ids and the
+//! The swarm rollout protocol, version 2: wire types, codec, signatures, content ids and the
 //! model-free validation every received message goes through.
 //!
 //! A node publishes each prompt group it sampled as a [`RolloutBundle`], encoded with the codec of
@@ -86,7 +86,7 @@ pub use wire::{
 };
 
 /// The protocol version this crate implements: the envelope's `version` field and the topic suffix.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Re-exported so that callers name the same key types this crate signs with.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

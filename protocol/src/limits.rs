@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-/// The largest `max_envelope_bytes` a node may configure: the gossip layer's maximum transmit size.
-pub const MAX_ENVELOPE_BYTES_CEILING: usize = 1 << 20;
+/// The largest `max_envelope_bytes` a node may configure: the gossip layer's maximum transmit size
+/// (1 MiB, which counts the whole RPC frame) less 1 KiB for the frame's own fields and topic.
+pub const MAX_ENVELOPE_BYTES_CEILING: usize = (1 << 20) - 1024;
 
 /// Limits a receiver enforces on every bundle. Exceeding any of them rejects the message.
 ///

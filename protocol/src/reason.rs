@@ -135,20 +135,22 @@ pub enum IgnoreReason {
     UnknownTaskFamily,
     /// The dataset is not loaded on this node.
     UnknownDataset,
-    /// The author (see [`crate::ValidationHooks::author_over_quota`]) or the forwarding peer (checked by
-    /// the network layer) is over its rate quota.
-    OverQuota,
+    /// The author is over its publishing quota (see [`crate::ValidationHooks::author_over_quota`]).
+    OverAuthorQuota,
+    /// The forwarding peer is over its rate quota (checked by the network layer before validation).
+    OverPeerQuota,
 }
 
 impl IgnoreReason {
     /// Every ignore reason.
-    pub const ALL: [IgnoreReason; 6] = [
+    pub const ALL: [IgnoreReason; 7] = [
         IgnoreReason::Duplicate,
         IgnoreReason::Stale,
         IgnoreReason::FromFuture,
         IgnoreReason::UnknownTaskFamily,
         IgnoreReason::UnknownDataset,
-        IgnoreReason::OverQuota,
+        IgnoreReason::OverAuthorQuota,
+        IgnoreReason::OverPeerQuota,
     ];
 
     /// Stable snake_case name, for metric labels and logs. Never changes once released.
@@ -159,7 +161,8 @@ impl IgnoreReason {
             IgnoreReason::FromFuture => "from_future",
             IgnoreReason::UnknownTaskFamily => "unknown_task_family",
             IgnoreReason::UnknownDataset => "unknown_dataset",
-            IgnoreReason::OverQuota => "over_quota",
+            IgnoreReason::OverAuthorQuota => "over_quota_author",
+            IgnoreReason::OverPeerQuota => "over_quota_peer",
         }
     }
 }
@@ -172,7 +175,8 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::FromFuture => "created further in the future than the allowed clock skew",
             IgnoreReason::UnknownTaskFamily => "task family unknown to this node",
             IgnoreReason::UnknownDataset => "dataset not loaded on this node",
-            IgnoreReason::OverQuota => "sender over its rate quota",
+            IgnoreReason::OverAuthorQuota => "author over its publishing quota",
+            IgnoreReason::OverPeerQuota => "forwarding peer over its rate quota",
         })
     }
 }

@@ -9,12 +9,12 @@ use crate::{PROTOCOL_VERSION, codec};
 
 /// Domain-separation tag of version-1 rollout signatures. A signature made for any other purpose, or
 /// for another protocol version, never verifies as a rollout signature.
-pub const SIGNING_DOMAIN: &[u8; 16] = b"swarm/rollout/v1";
+pub const SIGNING_DOMAIN: &[u8; 16] = b"swarm/rollout/v2";
 
 /// Length of the signing input: the domain tag followed by a 32-byte blake3 digest.
 pub const SIGNING_INPUT_LEN: usize = SIGNING_DOMAIN.len() + 32;
 
-/// The bytes that are signed: `b"swarm/rollout/v1" || blake3(payload)`.
+/// The bytes that are signed: `b"swarm/rollout/v2" || blake3(payload)`.
 ///
 /// Signing the digest rather than the payload keeps the signed message small and fixed-size, so
 /// verification cost does not grow with the payload.

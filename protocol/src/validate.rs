@@ -84,7 +84,7 @@ pub trait ValidationHooks {
     /// Whether `author` has used up its publishing quota. Asked only after the signature proved the
     /// author, so a forger cannot spend someone else's quota; the caller charges the quota when it
     /// records an accepted message. (Per-peer quotas on forwarders belong to the network layer, which
-    /// reports them as [`IgnoreReason::OverQuota`] too.)
+    /// reports them as [`IgnoreReason::OverPeerQuota`].)
     fn author_over_quota(&self, author: &PublicKeyBytes) -> bool;
 }
 
@@ -153,7 +153,7 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
     if bundle.created_at_ms > ctx.now_ms.saturating_add(window.max_future_skew_ms) {
         return Err(Refusal::Ignore(IgnoreReason::FromFuture));
     }
-    let message_id = MessageId::of_payload(&envelope.payload);
+    let message_id = MessageId::of_envelope(bytes);
     if ctx
         .hooks
         .is_duplicate(&message_id, &bundle.author, bundle.sequence)
@@ -161,7 +161,7 @@ fn validate_inner(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<Validated
         return Err(Refusal::Ignore(IgnoreReason::Duplicate));
     }
     if ctx.hooks.author_over_quota(&bundle.author) {
-        return Err(Refusal::Ignore(IgnoreReason::OverQuota));
+        return Err(Refusal::Ignore(IgnoreReason::OverAuthorQuota));
     }
     match ctx.hooks.check_task(&bundle.task, &bundle.prompt) {
         TaskCheck::Match => {}

@@ -1,4 +1,4 @@
-//! The wire types of protocol version 1.
+//! The wire types of protocol version 2.
 //!
 //! Field order is part of the protocol: the codec writes fields in declaration order, so reordering,
 //! inserting or removing a field here is a new protocol version (see PROTOCOL.md, "Versioning").
@@ -36,7 +36,8 @@ pub struct RolloutBundle {
     pub network_id: Digest,
     /// Public key of the node that sampled the completions; must equal the envelope's signer.
     pub author: PublicKeyBytes,
-    /// Per-author counter, strictly increasing across the bundles one author publishes.
+    /// Per-author number, never reused by its author; receivers ignore a repeated (author, sequence)
+    /// and do not require order (gossip reorders).
     pub sequence: u64,
     /// Author's wall clock when the bundle was created, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,

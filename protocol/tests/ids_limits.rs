@@ -15,20 +15,27 @@ fn ids_are_blake3_of_their_inputs() {
         prompt_hash("2 + 2 = ?"),
         *blake3::hash(b"2 + 2 = ?").as_bytes()
     );
-    let id = MessageId::of_payload(b"payload");
-    assert_eq!(id.0, blake3::hash(b"payload").as_bytes()[..20]);
+    let id = MessageId::of_envelope(b"envelope");
+    assert_eq!(id.0, blake3::hash(b"envelope").as_bytes()[..20]);
     assert_eq!(id.to_string(), hex::encode(id.0));
-    assert_eq!(topic("demo"), "/swarm/demo/rollouts/1");
+    assert_eq!(topic("demo"), "/swarm/demo/rollouts/2");
 }
 
 #[test]
-fn framing_message_id_refuses_other_versions() {
+fn the_message_id_covers_the_signature() {
     let key = key(2);
-    let mut bytes = signed_bytes(&example_bundle(&key), &key);
-    assert!(MessageId::of_envelope_bytes(&bytes).is_some());
-    bytes[0] = 2;
-    assert_eq!(MessageId::of_envelope_bytes(&bytes), None);
-    assert_eq!(MessageId::of_envelope_bytes(&[1]), None);
+    let bytes = signed_bytes(&example_bundle(&key), &key);
+    let mut forged = bytes.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    // Same payload, corrupted signature: another message, so rejecting it cannot make a receiver
+    // drop the genuine envelope as a duplicate.
+    assert_ne!(
+        MessageId::of_envelope(&forged),
+        MessageId::of_envelope(&bytes)
+    );
+    assert!(matches!(validate_default(&forged), Validation::Reject(_)));
+    assert!(matches!(validate_default(&bytes), Validation::Accept(_)));
 }
 
 #[test]

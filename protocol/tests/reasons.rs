@@ -134,10 +134,13 @@ fn ignore_case(reason: IgnoreReason) -> Case {
             case.hooks.task = TaskCheck::UnknownDataset;
             case
         }
-        IgnoreReason::OverQuota => {
+        IgnoreReason::OverAuthorQuota => {
             let mut case = Case::new(valid_bytes());
             case.hooks.over_quota = true;
             case
+        }
+        IgnoreReason::OverPeerQuota => {
+            panic!("the network layer decides over_quota_peer, before validation")
         }
     }
 }
@@ -156,7 +159,11 @@ fn every_reject_reason_is_produced_exactly() {
 
 #[test]
 fn every_ignore_reason_is_produced_exactly() {
-    for reason in IgnoreReason::ALL {
+    // over_quota_peer is the network layer's (net/tests/malicious.rs reaches it).
+    for reason in IgnoreReason::ALL
+        .into_iter()
+        .filter(|r| *r != IgnoreReason::OverPeerQuota)
+    {
         assert_eq!(
             ignore_case(reason).run(),
             Validation::Ignore(reason),
@@ -314,9 +321,10 @@ fn all_lists_hold_every_variant() {
         | IgnoreReason::FromFuture
         | IgnoreReason::UnknownTaskFamily
         | IgnoreReason::UnknownDataset
-        | IgnoreReason::OverQuota => true,
+        | IgnoreReason::OverAuthorQuota
+        | IgnoreReason::OverPeerQuota => true,
     });
-    assert_eq!(ignore_variants.count(), 6);
+    assert_eq!(ignore_variants.count(), 7);
 }
 
 #[test]

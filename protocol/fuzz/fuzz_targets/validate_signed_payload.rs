@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(bundle.to_bytes().expect("decoded bundle encodes"), data);
     }
     if let Validation::Accept(accepted) = outcome {
-        assert_eq!(accepted.message_id, MessageId::of_payload(data));
+        assert_eq!(accepted.message_id, MessageId::of_envelope(&bytes));
         assert_eq!(accepted.signer, key.verifying_key().to_bytes());
     }
 });
