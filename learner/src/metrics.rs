@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,7 @@ pub struct RoundMetrics {
 /// Appends JSON lines to a file, one flushed line per record so a crash loses at most the current one.
 pub struct JsonlWriter {
     file: File,
+    path: PathBuf,
 }
 
 impl JsonlWriter {
@@ -101,27 +102,37 @@ impl JsonlWriter {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { file })
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     /// Writes one record.
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.flush()?;
-        Ok(())
+        swarm_policy::durable::boundary("append", &self.path);
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("cannot append to {}", self.path.display()))
     }
 }
 
 /// Keeps only the lines of a JSONL file whose `round` is at most `last_round` (and drops a torn
-/// last line), so a resumed run does not record a round twice.
+/// last line), so a resumed run does not record a round twice. The file is replaced atomically, and
+/// only when something is dropped.
 pub fn truncate_after_round(path: &Path, last_round: u64) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let kept: Vec<&str> = text
-        .lines()
+    let lines: Vec<&str> = text.lines().collect();
+    let kept: Vec<&str> = lines
+        .iter()
+        .copied()
         .filter(|line| {
             serde_json::from_str::<serde_json::Value>(line)
                 .ok()
@@ -129,9 +140,53 @@ pub fn truncate_after_round(path: &Path, last_round: u64) -> Result<()> {
                 .is_some_and(|round| round <= last_round)
         })
         .collect();
+    if kept.len() == lines.len() && (text.is_empty() || text.ends_with('\n')) {
+        return Ok(());
+    }
     let mut out = kept.join("\n");
     if !out.is_empty() {
         out.push('\n');
     }
-    std::fs::write(path, out).with_context(|| format!("cannot rewrite {}", path.display()))
+    swarm_policy::durable::write_file(path, out.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_rounds_up_to_the_checkpoint_and_drops_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, "{\"round\":1}\n{\"round\":2}\n{\"round\":3}\n{\"rou").unwrap();
+        truncate_after_round(&path, 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"round\":1}\n{\"round\":2}\n"
+        );
+    }
+
+    #[test]
+    fn truncation_leaves_a_file_with_nothing_to_drop_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, "{\"round\":1}\n{\"round\":2}\n").unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        truncate_after_round(&path, 2).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            inode,
+            "not rewritten"
+        );
+        truncate_after_round(&path, 1).unwrap();
+        assert_ne!(
+            std::fs::metadata(&path).unwrap().ino(),
+            inode,
+            "replaced by a rename, never truncated in place"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"round\":1}\n");
+        truncate_after_round(&dir.path().join("absent.jsonl"), 1).unwrap();
+    }
 }

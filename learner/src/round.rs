@@ -81,7 +81,18 @@ impl Learner {
         let checkpoints = data_dir.join("checkpoints");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut round = 0;
-        if let Some(latest) = checkpoint::latest(&checkpoints)? {
+        let (latest, skipped) = checkpoint::newest_complete(&checkpoints)?;
+        for passed_over in &skipped {
+            tracing::warn!(
+                checkpoint = %passed_over.dir.display(),
+                reason = %passed_over.reason,
+                "skipped a damaged or unfinished checkpoint; resuming from an older one"
+            );
+        }
+        if latest.is_none() && !skipped.is_empty() {
+            tracing::warn!("no whole checkpoint found: starting from round 0");
+        }
+        if let Some(latest) = latest {
             let (state, restored_rng) = checkpoint::load(&latest, &policy, &mut optimizer)?;
             rng = restored_rng;
             round = state
@@ -420,6 +431,7 @@ impl Learner {
     pub fn checkpoint(&self) -> Result<PathBuf> {
         checkpoint::save(
             &self.checkpoints,
+            self.round,
             &self.policy,
             &self.optimizer,
             &self.rng,

@@ -7,8 +7,7 @@
 //! damaged file is reported instead of silently yielding a different identity.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -43,21 +42,26 @@ impl Identity {
     /// group or others is an error: replacing it would silently change who this node is.
     pub fn load_or_create(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join(IDENTITY_FILE);
+        if let Ok(link) = fs::read_link(&path)
+            && !path.exists()
+        {
+            bail!(
+                "identity file {} is a symbolic link to {}, which does not exist; restore the file \
+                 it points to, or remove the link to start with a new identity",
+                path.display(),
+                link.display()
+            );
+        }
         if path.exists() {
             return Self::load(&path);
         }
         create_private_dir(data_dir)?;
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        // Written whole under another name and linked into place: a crash never leaves an empty or
+        // partial key, and an identity that appeared meanwhile is never replaced.
+        swarm_policy::durable::create_new_file(&path, encode_seed(&seed).as_bytes(), 0o600)
             .with_context(|| format!("cannot create identity file {}", path.display()))?;
-        file.write_all(encode_seed(&seed).as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write identity file {}", path.display()))?;
         Ok(Self {
             seed,
             path,
@@ -218,6 +222,23 @@ mod tests {
         assert_eq!(
             libp2p_public,
             identity.signing_key().verifying_key().to_bytes()
+        );
+    }
+
+    #[test]
+    fn a_dangling_link_is_named_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(IDENTITY_FILE);
+        std::os::unix::fs::symlink(dir.path().join("backup/identity.key"), &path).unwrap();
+        let err = format!("{:#}", Identity::load_or_create(dir.path()).unwrap_err());
+        assert!(
+            err.contains("symbolic link") && err.contains("backup/identity.key"),
+            "{err}"
+        );
+        assert!(fs::read_link(&path).is_ok(), "the link is kept");
+        assert!(
+            !dir.path().join("backup").exists(),
+            "its target is not created"
         );
     }
 

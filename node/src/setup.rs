@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use swarm_learner::{Learner, RoundMetrics, WarmupOptions};
-use swarm_policy::Policy;
+use swarm_policy::{Policy, durable};
 
 use crate::config::NodeConfig;
 use crate::status::StatusBoard;
@@ -81,11 +81,15 @@ pub fn build_warm_start(
         "warm start trained"
     );
     // Write beside, then rename: a crash never leaves a half-written warm start that later runs trust.
-    let tmp = out.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp-{}",
+        out.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    if let Err(error) = policy.save(&tmp) {
+        let _ = durable::remove_tree(&tmp);
+        return Err(error);
     }
-    policy.save(&tmp)?;
     if out.exists() {
         // Only an earlier warm start may be replaced: a directory holding anything a warm start does
         // not write (an identity key, checkpoints, metrics) is someone else's and is left whole.
@@ -96,7 +100,7 @@ pub fn build_warm_start(
             .map(|name| name.to_string_lossy().into_owned())
             .collect();
         if !foreign.is_empty() {
-            std::fs::remove_dir_all(&tmp)?;
+            durable::remove_tree(&tmp)?;
             anyhow::bail!(
                 "{} already holds files a warm start does not write ({}); it is left as it is: \
                  pass an --out that does not exist yet, or an earlier warm start's directory",
@@ -104,10 +108,9 @@ pub fn build_warm_start(
                 foreign.join(", ")
             );
         }
-        std::fs::remove_dir_all(out)?;
+        durable::remove_dir(out)?;
     }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("cannot move warm start into {}", out.display()))?;
+    durable::publish_dir(&tmp, out)?;
     Ok(policy)
 }
 
@@ -137,7 +140,7 @@ pub fn cached_warm_start(
 /// The model directory a node starts from: `node.model` if it has weights, else its cached warm
 /// start (built on first use).
 pub fn starting_dir(config: &NodeConfig) -> Result<PathBuf> {
-    let model = &config.node.model;
+    let model = &crate::builtin::resolve_model(&config.node.model, &config.node.data_dir)?;
     if has_model_weights(model) {
         return Ok(model.clone());
     }
@@ -147,6 +150,15 @@ pub fn starting_dir(config: &NodeConfig) -> Result<PathBuf> {
         &config.warmup,
         config.node.seed,
     )
+}
+
+/// The model this node has now: its newest whole checkpoint, else the model it starts from.
+pub fn current_model(config: &NodeConfig) -> Result<PathBuf> {
+    let checkpoints = config.node.data_dir.join("checkpoints");
+    match swarm_policy::checkpoint::latest(&checkpoints)? {
+        Some(newest) => Ok(newest),
+        None => starting_dir(config),
+    }
 }
 
 /// A learner starting from `dir` (resuming from its data directory's newest checkpoint), with a

@@ -29,6 +29,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod durable;
 mod kernels;
 pub mod logprobs;
 pub mod model;
@@ -189,21 +190,27 @@ impl Policy {
         })
     }
 
-    /// Writes the model in Hugging Face layout (`config.json`, `tokenizer.json`, `model.safetensors`).
+    /// Writes the model in Hugging Face layout (`config.json`, `tokenizer.json`, `model.safetensors`),
+    /// each file fsynced. Write into a directory that is then published whole
+    /// ([`durable::publish_dir`]) when a crash must not leave a partial model behind.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(&self.config_json)?,
+        durable::write_synced(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&self.config_json)?.as_bytes(),
         )?;
-        std::fs::write(dir.join("tokenizer.json"), &self.tokenizer_bytes)?;
+        durable::write_synced(&dir.join("tokenizer.json"), &self.tokenizer_bytes)?;
         for (name, bytes) in &self.side_files {
-            std::fs::write(dir.join(name), bytes)?;
+            durable::write_synced(&dir.join(name), bytes)?;
         }
         let path: PathBuf = dir.join("model.safetensors");
+        durable::boundary("create", &path);
+        // Formatted rather than chained: candle's I/O error also reports its source, which would
+        // print the OS error twice.
         self.varmap
             .save(&path)
-            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        durable::sync_file(&path)
     }
 
     /// The model configuration.
@@ -244,6 +251,48 @@ impl Policy {
             .tokenizer
             .encode(text, false)
             .map_err(|err| anyhow::anyhow!("cannot tokenize: {err}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The id the tokenizer gives text it has no token for, if its model has one.
+    fn unknown_token_id(&self) -> Option<u32> {
+        use tokenizers::models::ModelWrapper;
+        let name = match self.tokenizer.get_model() {
+            ModelWrapper::WordLevel(model) => Some(model.unk_token.clone()),
+            ModelWrapper::WordPiece(model) => Some(model.unk_token.clone()),
+            ModelWrapper::BPE(model) => model.unk_token.clone(),
+            ModelWrapper::Unigram(_) => None,
+        }?;
+        self.tokenizer.token_to_id(&name)
+    }
+
+    /// Tokenizes `text`, refusing characters the vocabulary lacks instead of scoring them as the
+    /// unknown token; `what` names the text in the error.
+    pub fn encode_exactly(&self, text: &str, what: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|err| anyhow::anyhow!("cannot tokenize the {what}: {err}"))?;
+        if let Some(unknown) = self.unknown_token_id() {
+            let missing: Vec<&str> = encoding
+                .get_ids()
+                .iter()
+                .zip(encoding.get_offsets())
+                .filter(|(id, _)| **id == unknown)
+                .filter_map(|(_, &(start, end))| text.get(start..end))
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "the {what} holds text this model's tokenizer has no token for ({}); \
+                     it would be scored as the unknown token: remove or replace it",
+                    missing
+                        .iter()
+                        .map(|piece| format!("{piece:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         Ok(encoding.get_ids().to_vec())
     }
 

@@ -216,8 +216,8 @@ impl Policy {
     /// as `swarm-node logprobs` prints them.
     pub fn token_logprobs(&self, prompt: &str, completion: &str) -> Result<TokenLogprobs> {
         let sequence = TokenSequence {
-            prompt: self.encode(prompt)?,
-            completion: self.encode(completion)?,
+            prompt: self.encode_exactly(prompt, "prompt")?,
+            completion: self.encode_exactly(completion, "completion")?,
         };
         ensure!(!sequence.prompt.is_empty(), "the prompt has no tokens");
         ensure!(

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
@@ -17,10 +18,13 @@ use crate::args::CommonArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
-    /// The simulation plan (TOML), which also sets every simulated node's configuration
-    /// [default: configs/sim-quick.toml].
+    /// The simulation plan: a TOML file, or the name of a built-in plan (`--list-plans`); it also
+    /// sets every simulated node's configuration [default: sim-quick].
     #[arg(long = "config", env = "SWARM_CONFIG")]
     pub(crate) plan: Option<PathBuf>,
+    /// List the built-in plans and models, then exit.
+    #[arg(long)]
+    pub(crate) list_plans: bool,
     /// Serve the dashboard and API for the running swarm on this address (none unless given).
     #[arg(long, env = "SWARM_HTTP_LISTEN")]
     pub(crate) http: Option<String>,
@@ -52,6 +56,10 @@ pub(crate) struct SimulateArgs {
 /// simulation file, not a node configuration: each simulated node's settings come from it, so no
 /// node configuration is loaded.
 pub(crate) fn run(args: SimulateArgs, leading: CommonArgs) -> Result<()> {
+    if args.list_plans {
+        print!("{}", builtin_listing());
+        return Ok(());
+    }
     // Nodes dial each other while they start (and a one-node run has nobody to find), which the
     // network layer reports as unreachable peers; in a simulation that is expected, so only
     // errors are shown.
@@ -78,14 +86,22 @@ pub(crate) fn run(args: SimulateArgs, leading: CommonArgs) -> Result<()> {
             .map(|(i, j)| (i as usize, j as usize)),
         seed: args.seed,
     };
-    let http = simulation_http(args.http.as_deref().or(leading.http.as_deref()))?;
+    // Signal handling and the dashboard share one small runtime; the simulated nodes have their own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let http = simulation_http(args.http.as_deref().or(leading.http.as_deref()), &runtime)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    swarm_node::signals::stop_on_signal(&runtime, stop.clone());
     swarm_node::sim::simulate(
         &plan,
         &overrides,
         args.out,
-        http.as_ref().map(|(board, _, _)| board.clone()),
+        http.as_ref().map(|(board, _)| board.clone()),
+        &stop,
     )?;
-    if let Some((_, runtime, server)) = http {
+    if let Some((_, server)) = http {
         runtime.block_on(server.shutdown());
     }
     Ok(())
@@ -95,7 +111,8 @@ pub(crate) fn run(args: SimulateArgs, leading: CommonArgs) -> Result<()> {
 /// a simulation never competes for a running node's port.
 fn simulation_http(
     listen: Option<&str>,
-) -> Result<Option<(Arc<StatusBoard>, Runtime, HttpServer)>> {
+    runtime: &Runtime,
+) -> Result<Option<(Arc<StatusBoard>, HttpServer)>> {
     let Some(listen) = listen.filter(|listen| *listen != "off") else {
         return Ok(None);
     };
@@ -108,11 +125,27 @@ fn simulation_http(
         role: "simulation".into(),
         ..Default::default()
     }));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let server = serve_http(addr, &board, &runtime)?;
+    let server = serve_http(addr, &board, runtime)?;
     eprintln!("simulation dashboard on http://{}/", server.local_addr());
-    Ok(Some((board, runtime, server)))
+    Ok(Some((board, server)))
+}
+
+/// The plans and models compiled into the binary, for `simulate --list-plans`.
+fn builtin_listing() -> String {
+    use std::fmt::Write;
+    let mut out = String::from("built-in plans (simulate --config NAME; a path means the file):\n");
+    for plan in swarm_node::builtin::PLANS {
+        let summary = plan
+            .text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("# "))
+            .unwrap_or("");
+        let _ = writeln!(out, "  {:<16} {summary}", plan.name);
+    }
+    out.push_str("built-in models (--model NAME; a path means the directory):\n");
+    for model in swarm_node::builtin::MODELS {
+        let _ = writeln!(out, "  {:<16} {}", model.name, model.about);
+    }
+    out
 }

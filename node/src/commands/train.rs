@@ -1,5 +1,8 @@
 //! `swarm-node train --solo`: train on this machine alone, serving the HTTP API meanwhile.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Result;
 use clap::Args;
 use swarm_node::config::NodeConfig;
@@ -26,9 +29,16 @@ pub(crate) fn run(args: &TrainArgs, config: &NodeConfig) -> Result<()> {
         .enable_all()
         .build()?;
     let server = start_http(config, &board, &runtime)?;
-    let learner = swarm_node::solo::train_solo(config, args.rounds, &board)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    swarm_node::signals::stop_on_signal(&runtime, stop.clone());
+    let learner = swarm_node::solo::train_solo(config, args.rounds, &board, &stop)?;
+    let stopped = if stop.load(Ordering::SeqCst) {
+        " (stopped by a signal)"
+    } else {
+        ""
+    };
     println!(
-        "trained to round {}; checkpoints and metrics.jsonl are in {}",
+        "trained to round {}{stopped}; checkpoints and metrics.jsonl are in {}",
         learner.round(),
         config.node.data_dir.display()
     );

@@ -25,7 +25,10 @@ pub(crate) struct WarmupArgs {
 }
 
 pub(crate) fn run(args: WarmupArgs, config: &NodeConfig) -> Result<()> {
-    let model = args.model.unwrap_or_else(|| config.node.model.clone());
+    let model = swarm_node::builtin::resolve_model(
+        args.model.as_ref().unwrap_or(&config.node.model),
+        &config.node.data_dir,
+    )?;
     let out = match args.out {
         Some(out) => out,
         None => warm_start_dir(

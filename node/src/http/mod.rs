@@ -2,7 +2,8 @@
 //! self-contained live dashboard. Everything served is read-only.
 //!
 //! The accept loop is written out (instead of a one-line `serve`) to bound what a hostile client can
-//! hold: a cap on concurrent connections, a deadline for request headers, a small header buffer and a
+//! hold: a cap on concurrent connections (past it, a short `503` with `Retry-After`), a deadline for
+//! request headers that also closes idle keep-alive connections, a small header buffer and a
 //! lifetime limit per connection.
 
 mod client;
@@ -22,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -30,10 +32,19 @@ pub use metrics::register_status_metrics;
 
 use crate::status::StatusBoard;
 
-const MAX_CONNECTIONS: usize = 64;
+/// Idle connections cost a task and a small buffer, so the cap sits well above what an operator's
+/// tools hold open: a few hundred idle ones still leave room for `/api/status` and `/metrics`.
+const MAX_CONNECTIONS: usize = 256;
+/// Connections being told `503` at once; past this, further ones are closed unanswered.
+const MAX_REJECTIONS_IN_FLIGHT: usize = 64;
+const REJECTION_TIMEOUT: Duration = Duration::from_secs(2);
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: text/plain\r\nContent-Length: 46\r\nConnection: close\r\n\r\n\
+too many connections to this node; retry soon\n";
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
-/// Also bounds request header size: hyper answers 431 past it.
+/// Also bounds request header size: hyper answers 431 past it. (The header deadline runs from the
+/// moment a connection waits for a request, so it is also the keep-alive idle timeout.)
 const MAX_BUFFER_BYTES: usize = 16 * 1024;
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -58,13 +69,22 @@ impl HttpServer {
         board: Arc<StatusBoard>,
         registry: Arc<Registry>,
     ) -> Result<Self> {
+        Self::start_with(addr, board, registry, Limits::default()).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        board: Arc<StatusBoard>,
+        registry: Arc<Registry>,
+        limits: Limits,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen for HTTP on {addr}; choose another address with --http ADDR or `--http off`")
         })?;
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let app = router(AppState { board, registry });
-        let task = tokio::spawn(accept_loop(listener, app, stopped));
+        let task = tokio::spawn(accept_loop(listener, app, limits, stopped));
         Ok(Self {
             local_addr,
             stop,
@@ -94,8 +114,43 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn accept_loop(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// What one server lets its clients hold.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connections: usize,
+    header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Tells a connection past the cap to come back later, then waits (briefly) for the client to
+/// close: closing with its request unread would reset the connection and lose the answer.
+async fn answer_busy(mut stream: tokio::net::TcpStream) {
+    let _ = tokio::time::timeout(REJECTION_TIMEOUT, async {
+        stream.write_all(BUSY_RESPONSE).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.connections));
+    let rejections = Arc::new(Semaphore::new(MAX_REJECTIONS_IN_FLIGHT));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -111,14 +166,20 @@ async fn accept_loop(listener: TcpListener, app: Router, mut stopped: watch::Rec
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("HTTP connection limit reached; dropping a connection");
+            tracing::debug!("HTTP connection limit reached; answering 503");
+            if let Ok(rejection) = rejections.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    answer_busy(stream).await;
+                    drop(rejection);
+                });
+            }
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(MAX_BUFFER_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;

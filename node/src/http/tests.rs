@@ -8,6 +8,10 @@ use super::*;
 use crate::status::{NodeStatus, StatusBoard};
 
 async fn start() -> (HttpServer, Arc<StatusBoard>) {
+    start_limited(Limits::default()).await
+}
+
+async fn start_limited(limits: Limits) -> (HttpServer, Arc<StatusBoard>) {
     let board = Arc::new(StatusBoard::new(NodeStatus {
         peer_id: "12D3KooWTest".into(),
         network: "lab".into(),
@@ -22,10 +26,11 @@ async fn start() -> (HttpServer, Arc<StatusBoard>) {
     });
     let mut registry = Registry::default();
     register_status_metrics(&mut registry, board.clone());
-    let server = HttpServer::start(
+    let server = HttpServer::start_with(
         "127.0.0.1:0".parse().unwrap(),
         board.clone(),
         Arc::new(registry),
+        limits,
     )
     .await
     .unwrap();
@@ -240,4 +245,57 @@ async fn client_reads_status_and_reports_unreachable_nodes() {
         format!("{err:#}").contains("is the node running"),
         "{err:#}"
     );
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_clients_are_told_to_retry() {
+    let limits = Limits {
+        connections: 4,
+        header_read_timeout: Duration::from_secs(600),
+    };
+    let (server, _board) = start_limited(limits).await;
+    let addr = server.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..limits.connections {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The accept loop takes connections in order, so the next one finds every slot held.
+    let busy = raw(
+        addr,
+        b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains("Retry-After: 1"), "{busy}");
+
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _) = get(addr, "/api/status").await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed connections never gave their slots back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_and_metrics_answer_beside_two_hundred_idle_connections() {
+    let (server, _board) = start().await;
+    let addr = server.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for path in ["/api/status", "/metrics"] {
+        let (code, _) = get(addr, path).await;
+        assert_eq!(code, 200, "{path}");
+    }
+    drop(idle);
+    server.shutdown().await;
 }

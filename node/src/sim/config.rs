@@ -56,7 +56,7 @@ impl Default for SimSection {
             seeds: vec![1],
             shared_questions: false,
             eval_questions: 64,
-            cache_dir: PathBuf::from("data"),
+            cache_dir: crate::builtin::default_data_dir(),
         }
     }
 }
@@ -69,7 +69,7 @@ pub struct NodeKind {
     pub name: String,
     /// Nodes of this kind.
     pub count: usize,
-    /// Model directory.
+    /// Model directory, or the name of a built-in model.
     pub model: PathBuf,
     /// Families this kind trains on (default: `learner.families`).
     pub families: Option<Vec<String>>,
@@ -86,7 +86,7 @@ impl Default for NodeKind {
         Self {
             name: "honest".to_owned(),
             count: 1,
-            model: PathBuf::from("configs/models/tiny"),
+            model: PathBuf::from("tiny"),
             families: None,
             warmup_families: None,
             slowdown: 1.0,
@@ -169,18 +169,9 @@ pub struct SimOverrides {
 impl SimConfig {
     /// Reads and validates a simulation file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read simulation plan {} (relative paths start at the current directory: \
-                     run from the repository root or pass --config PLAN)",
-                path.display()
-            )
-        })?;
+        let (source, text) = crate::builtin::plan(path)?;
         let config: SimConfig = toml::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a valid simulation config (see configs/sim-quick.toml for the format)",
-                path.display()
-            )
+            format!("{source} is not a valid simulation config (see configs/sim-quick.toml for the format)")
         })?;
         Ok(config)
     }
@@ -259,9 +250,12 @@ impl SimConfig {
             options
                 .validate()
                 .map_err(|err| anyhow::anyhow!("kind {:?}: {err}", kind.name))?;
-            if !kind.model.join("config.json").exists() {
+            if crate::builtin::model(&kind.model).is_none()
+                && !kind.model.join("config.json").exists()
+            {
                 bail!(
-                    "kind {:?}: model directory {} has no config.json",
+                    "kind {:?}: model directory {} has no config.json (nor is it a built-in \
+                     model's name)",
                     kind.name,
                     kind.model.display()
                 );
@@ -294,19 +288,12 @@ mod tests {
         for preset in [
             "sim-quick",
             "sim-sapo-sweep",
+            "sim-mix-sweep",
             "sim-specialists",
             "sim-adversarial",
         ] {
             let path = root.join(format!("configs/{preset}.toml"));
-            let mut config = SimConfig::load(&path).unwrap();
-            // Model paths are relative to the repository root, where the command runs.
-            for kind in &mut config.kinds {
-                kind.model = root.join(&kind.model);
-            }
-            if config.kinds.is_empty() {
-                config.kinds = config.node_kinds();
-                config.kinds[0].model = root.join(&config.kinds[0].model);
-            }
+            let config = SimConfig::load(&path).unwrap();
             config
                 .validate()
                 .unwrap_or_else(|err| panic!("{preset}: {err:#}"));
@@ -326,7 +313,10 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("count"), "{err}");
         let missing = SimConfig::load(Path::new("no-such-plan.toml")).unwrap_err();
-        assert!(format!("{missing:#}").contains("--config"), "{missing:#}");
+        assert!(
+            format!("{missing:#}").contains("--list-plans"),
+            "{missing:#}"
+        );
         let config: SimConfig = toml::from_str("[sim]\nrounds = 0\n").unwrap();
         assert!(
             config

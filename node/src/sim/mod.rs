@@ -12,6 +12,7 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,7 +21,7 @@ use crate::status::StatusBoard;
 use config::{SimConfig, SimOverrides};
 
 /// The plan `simulate` runs without `--config`.
-pub const DEFAULT_PLAN: &str = "configs/sim-quick.toml";
+pub const DEFAULT_PLAN: &str = "sim-quick";
 
 /// Where a simulation writes when no `--out` is given: `runs/<name>-<unix seconds>`, so that reruns
 /// never overwrite earlier results.
@@ -34,12 +35,14 @@ pub fn default_out_dir(config: &SimConfig) -> PathBuf {
 
 /// `swarm-node simulate`: loads the plan, runs it with a progress bar per run, writes the report and
 /// prints the Markdown summary; with a `board`, also shows the swarm live on it (see [`live`]).
-/// Returns the output directory.
+/// Returns the output directory. When `stop` is set the run in progress is checkpointed and left
+/// out, and no report is written: an error says which runs finished.
 pub fn simulate(
     plan: &Path,
     overrides: &SimOverrides,
     out: Option<PathBuf>,
     board: Option<Arc<StatusBoard>>,
+    stop: &AtomicBool,
 ) -> Result<PathBuf> {
     let config = SimConfig::load(plan)?.with_overrides(overrides)?;
     let out = out.unwrap_or_else(|| default_out_dir(&config));
@@ -51,7 +54,7 @@ pub fn simulate(
         .expect("valid template");
     let mut bar: Option<(String, ProgressBar)> = None;
     let mut live = board.map(live::LiveView::new);
-    let runs = run::run_simulation(&config, &out, &mut |progress| {
+    let runs = run::run_simulation(&config, &out, stop, &mut |progress| {
         if let Some(live) = &mut live {
             live.record(&progress);
         }
@@ -75,6 +78,16 @@ pub fn simulate(
     })?;
     if let Some((_, bar)) = bar {
         bar.finish();
+    }
+    if stop.load(Ordering::SeqCst) {
+        let planned = config.sim.seeds.len() * config.configurations().len();
+        anyhow::bail!(
+            "simulation stopped by a signal after {} of {planned} runs; each finished run's \
+             result.json and the stopped run's checkpoints are under {}; no report was written \
+             (a report needs every configuration on every seed)",
+            runs.len(),
+            out.display()
+        );
     }
     let summary = report::summarize(&config.sim.name, config.sim.rounds, &runs);
     let files = report::write_report(&out, &summary, &runs)?;

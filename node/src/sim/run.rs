@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -97,9 +98,12 @@ struct NodePlan {
 
 /// Runs every configuration on every seed and returns the results in that order. Each run writes its
 /// nodes' data directories (metrics.jsonl, checkpoints) under `out/<configuration>/seed-<seed>/`.
+/// When `stop` is set, the run in progress finishes its nodes' current rounds, checkpoints them and
+/// is left out; the runs finished before it are returned.
 pub fn run_simulation(
     config: &SimConfig,
     out: &Path,
+    stop: &AtomicBool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Vec<RunResult>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,7 +125,10 @@ pub fn run_simulation(
                 &configuration,
                 *seed,
                 plans,
-                &runtime,
+                Shared {
+                    runtime: &runtime,
+                    stop,
+                },
                 &mut start_scores,
                 progress,
             )
@@ -131,6 +138,9 @@ pub fn run_simulation(
                     configuration.name
                 )
             })?;
+            let Some(result) = result else {
+                return Ok(results);
+            };
             std::fs::write(
                 run_dir.join("result.json"),
                 serde_json::to_string_pretty(&result)?,
@@ -156,8 +166,9 @@ pub fn slug(name: &str) -> String {
 
 /// The warm start every node of `kind` begins from in runs with `seed`, built on first use.
 fn kind_warm_start(config: &SimConfig, kind: &NodeKind, seed: u64) -> Result<PathBuf> {
-    if has_model_weights(&kind.model) {
-        return Ok(kind.model.clone());
+    let model = crate::builtin::resolve_model(&kind.model, &config.sim.cache_dir)?;
+    if has_model_weights(&model) {
+        return Ok(model);
     }
     let options = WarmupOptions {
         families: kind
@@ -166,7 +177,7 @@ fn kind_warm_start(config: &SimConfig, kind: &NodeKind, seed: u64) -> Result<Pat
             .unwrap_or_else(|| config.warmup.families.clone()),
         ..config.warmup.clone()
     };
-    cached_warm_start(&config.sim.cache_dir, &kind.model, &options, seed)
+    cached_warm_start(&config.sim.cache_dir, &model, &options, seed)
 }
 
 fn plan_nodes(
@@ -295,15 +306,23 @@ struct NodeOutcome {
     unpublished: u64,
 }
 
+/// What every run of a simulation shares: the network runtime and the stop flag.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    stop: &'a AtomicBool,
+}
+
 fn run_one(
     config: &SimConfig,
     configuration: &Configuration,
     seed: u64,
     plans: Vec<NodePlan>,
-    runtime: &tokio::runtime::Runtime,
+    shared: Shared<'_>,
     start_scores: &mut BTreeMap<(PathBuf, Vec<String>), BTreeMap<String, f64>>,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<RunResult> {
+) -> Result<Option<RunResult>> {
+    let Shared { runtime, stop } = shared;
     let started = Instant::now();
     let device = swarm_policy::default_device()?;
     let keys: Vec<SigningKey> = (0..plans.len())
@@ -354,6 +373,9 @@ fn run_one(
                 runtime.handle().clone(),
                 key.clone(),
                 &network_name,
+                // Unpaced: a simulation's nodes share this machine's cores and publish slower
+                // than a node alone; receivers' quotas still apply and the report counts them.
+                0,
             );
             let adversary = plan.kind.adversary.filter(|_| configuration.adversaries);
             let slowdown = plan.kind.slowdown;
@@ -363,7 +385,7 @@ fn run_one(
                     Some(adversary) => {
                         let mut net = AdversarialNetwork::new(gossip, adversary, corruption_seed);
                         let (learner, rounds) =
-                            run_rounds(learner, &mut net, rounds, slowdown, i, &tx)?;
+                            run_rounds(learner, &mut net, rounds, slowdown, i, stop, &tx)?;
                         Ok(NodeOutcome {
                             learner,
                             rounds,
@@ -373,7 +395,7 @@ fn run_one(
                     None => {
                         let mut net = gossip;
                         let (learner, rounds) =
-                            run_rounds(learner, &mut net, rounds, slowdown, i, &tx)?;
+                            run_rounds(learner, &mut net, rounds, slowdown, i, stop, &tx)?;
                         Ok(NodeOutcome {
                             learner,
                             rounds,
@@ -404,6 +426,14 @@ fn run_one(
             .collect()
     });
     let seconds = started.elapsed().as_secs_f64();
+    if stop.load(Ordering::SeqCst) {
+        for (plan, outcome) in plans.iter().zip(outcomes) {
+            let outcome = outcome.with_context(|| format!("{} failed", plan.name))?;
+            outcome.learner.checkpoint()?;
+        }
+        shut_down(runtime, &handles);
+        return Ok(None);
+    }
 
     let mut nodes = Vec::new();
     for (((plan, outcome), handle), key) in plans.iter().zip(outcomes).zip(&handles).zip(&keys) {
@@ -432,30 +462,36 @@ fn run_one(
             received: stats.outcomes_by_label(),
         });
     }
-    for handle in &handles {
-        if let Err(err) = runtime.block_on(handle.shutdown()) {
-            tracing::debug!(%err, "simulated node already stopped");
-        }
-    }
-    Ok(RunResult {
+    shut_down(runtime, &handles);
+    Ok(Some(RunResult {
         configuration: configuration.name.clone(),
         seed,
         nodes,
         seconds,
-    })
+    }))
 }
 
-/// Runs a node's rounds, stretching each by `slowdown` to model a slower machine.
+fn shut_down(runtime: &tokio::runtime::Runtime, handles: &[NetHandle]) {
+    for handle in handles {
+        if let Err(err) = runtime.block_on(handle.shutdown()) {
+            tracing::debug!(%err, "simulated node already stopped");
+        }
+    }
+}
+
+/// Runs a node's rounds until `rounds` or `stop`, stretching each by `slowdown` to model a slower
+/// machine.
 fn run_rounds(
     mut learner: Learner,
     network: &mut dyn Network,
     rounds: u64,
     slowdown: f64,
     node: usize,
+    stop: &AtomicBool,
     progress: &mpsc::Sender<(usize, RoundMetrics)>,
 ) -> Result<(Learner, Vec<RoundMetrics>)> {
     let mut history = Vec::with_capacity(rounds as usize);
-    while learner.round() < rounds {
+    while learner.round() < rounds && !stop.load(Ordering::SeqCst) {
         let metrics = learner.run_round(network)?;
         if slowdown > 1.0 {
             std::thread::sleep(Duration::from_secs_f64(
