@@ -151,6 +151,23 @@ pub fn evaluate(
             .map(|name| family(name).ok_or_else(|| TaskError::UnknownFamily(name.clone())))
             .collect::<Result<_, _>>()?
     };
+    // Named families must support the difficulty asked for; over all families, each runs at the
+    // highest it supports (the report's difficulty column says which), unless none reaches it.
+    let too_hard: Vec<&dyn TaskFamily> = selected
+        .iter()
+        .copied()
+        .filter(|task| options.difficulty > task.max_difficulty())
+        .collect();
+    if let Some(task) = too_hard.first()
+        && (!options.families.is_empty() || too_hard.len() == selected.len())
+    {
+        return Err(TaskError::Difficulty {
+            family: task.name().into(),
+            difficulty: options.difficulty,
+            max: task.max_difficulty(),
+        }
+        .into());
+    }
     let total = selected.len() * options.n;
     let mut done = 0;
     let mut scores = Vec::new();
@@ -368,5 +385,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("poetry"));
+    }
+
+    #[test]
+    fn a_difficulty_past_the_family_range_is_an_error_not_clamped() {
+        let family = families()[0];
+        let too_hard = family.max_difficulty() + 1;
+        let run = |families: Vec<String>, difficulty: u32| {
+            let options = EvalOptions {
+                families,
+                difficulty,
+                n: 2,
+                ..EvalOptions::default()
+            };
+            evaluate(
+                &mut Noise(1),
+                &options,
+                &RewardConfig::default(),
+                &mut |_, _| {},
+            )
+        };
+        let err = run(vec![family.name().into()], too_hard)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(family.name()) && err.contains("tasks list"),
+            "{err}"
+        );
+        let above_all = families().iter().map(|f| f.max_difficulty()).max().unwrap() + 1;
+        assert!(run(Vec::new(), above_all).is_err());
+        let report = run(vec![family.name().into()], family.max_difficulty()).unwrap();
+        assert_eq!(report.families[0].difficulty, family.max_difficulty());
     }
 }

@@ -135,7 +135,10 @@ pub enum TaskError {
     #[error("unknown task family `{0}`; `swarm-node tasks list` shows the known ones")]
     UnknownFamily(String),
     /// The difficulty is above the family's maximum.
-    #[error("difficulty {difficulty} is above the maximum {max} of family `{family}`")]
+    #[error(
+        "difficulty {difficulty} is above the maximum {max} of family `{family}`; \
+         `swarm-node tasks list` shows each family's range"
+    )]
     Difficulty {
         /// Family name.
         family: String,

@@ -13,7 +13,8 @@ use crate::args::ConfigFile;
 
 #[derive(Debug, Args)]
 pub(crate) struct EvalArgs {
-    /// Model directory (a checkpoint directory works too) [default: config node.model].
+    /// Model directory (a checkpoint directory works too) or a built-in model's name [default:
+    /// what this node trains: its newest checkpoint, else its starting model or warm start].
     #[arg(long)]
     pub(crate) model: Option<PathBuf>,
     /// Families to evaluate (repeatable) [default: all].
@@ -36,7 +37,10 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn run(args: EvalArgs, config: &NodeConfig) -> Result<()> {
-    let model = args.model.unwrap_or_else(|| config.node.model.clone());
+    let model = match &args.model {
+        Some(model) => swarm_node::builtin::resolve_model(model, &config.node.data_dir)?,
+        None => swarm_node::setup::current_model(config)?,
+    };
     let policy = Policy::load(&model, &swarm_policy::default_device()?)?;
     let options = EvalOptions {
         families: args.families,

@@ -26,8 +26,11 @@ pub(crate) struct LogprobsArgs {
 }
 
 pub(crate) fn run(args: &LogprobsArgs, config: &NodeConfig) -> Result<()> {
-    let dir = args.model.as_ref().unwrap_or(&config.node.model);
-    let policy = Policy::load(dir, &swarm_policy::default_device()?)?;
+    let dir = swarm_node::builtin::resolve_model(
+        args.model.as_ref().unwrap_or(&config.node.model),
+        &config.node.data_dir,
+    )?;
+    let policy = Policy::load(&dir, &swarm_policy::default_device()?)?;
     let report = policy.token_logprobs(&args.prompt, &args.completion)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -100,6 +100,37 @@ fn collect_leaves(table: &Table, path: &str, out: &mut Vec<String>) {
     }
 }
 
+/// Every leaf of `table` as (dotted key, value).
+pub fn leaves(table: &Table) -> Vec<(String, Value)> {
+    let mut paths = Vec::new();
+    collect_leaves(table, "", &mut paths);
+    paths
+        .into_iter()
+        .map(|path| {
+            let value = lookup(table, &path)
+                .cloned()
+                .expect("leaf paths come from this table");
+            (path, value)
+        })
+        .collect()
+}
+
+/// Sets the leaf `key_path` of `table` (which must exist) to `value`.
+pub fn replace(table: &mut Table, key_path: &str, value: Value) {
+    if let Some(slot) = lookup_mut(table, key_path) {
+        *slot = value;
+    }
+}
+
+fn lookup<'a>(table: &'a Table, key_path: &str) -> Option<&'a Value> {
+    let mut parts = key_path.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
 fn lookup_mut<'a>(table: &'a mut Table, key_path: &str) -> Option<&'a mut Value> {
     let mut parts = key_path.split('.');
     let mut value = table.get_mut(parts.next()?)?;

@@ -33,9 +33,12 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
-    /// Directory for the identity key, checkpoints, metrics.jsonl and the rollout log.
+    /// Directory for the identity key, checkpoints, metrics.jsonl, warm starts and the rollout log
+    /// [default: `$XDG_DATA_HOME/swarm-node`, else `~/.local/share/swarm-node`;
+    /// `~/Library/Application Support/swarm-node` on macOS].
     pub data_dir: PathBuf,
-    /// Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
+    /// Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or the
+    /// name of a built-in model (`tiny`, `tiny-pairs`, `bench-25m`).
     pub model: PathBuf,
     /// Threads for tensor work; 0 chooses: at most two for models under 10M parameters (their
     /// products are too small to split further), every core otherwise.
@@ -47,8 +50,8 @@ pub struct NodeSection {
 impl Default for NodeSection {
     fn default() -> Self {
         Self {
-            data_dir: PathBuf::from("data"),
-            model: PathBuf::from("configs/models/tiny"),
+            data_dir: crate::builtin::default_data_dir(),
+            model: PathBuf::from("tiny"),
             threads: 0,
             seed: 0,
         }
@@ -68,7 +71,7 @@ pub struct NetSection {
     /// Multiaddrs at which peers can reach this node, when known (a bootstrap node's public address
     /// or DNS name, a forwarded port).
     pub external_addresses: Vec<String>,
-    /// Local mode: discover peers by mDNS and exempt loopback from per-IP limits (LAN and simulations).
+    /// Local mode: discover peers by mDNS (LAN and simulations).
     pub local: bool,
     /// Maximum number of established connections.
     pub max_connections: u32,
@@ -80,10 +83,31 @@ pub struct NetSection {
     /// Gossipsub mesh degree: peers each node forwards full bundles to. Lower saves bandwidth
     /// (see docs/performance.md), higher survives more lost peers.
     pub mesh_degree: u32,
+    /// Most of this node's own bundles it publishes per minute (0: no bound); groups past it are
+    /// not published. Half the default author quota, so receivers never ignore an honest node.
+    pub publish_per_minute: u32,
+    /// Bundles one author may have accepted here per minute (token bucket, burst of the same size);
+    /// the rest are ignored as `over_quota_author`.
+    pub author_quota_per_minute: u32,
+    /// Messages one forwarding peer may send here per minute; the rest are ignored as
+    /// `over_quota_peer`. Large, because a bootstrap node forwards every author's bundles.
+    pub peer_quota_per_minute: u32,
+    /// Oldest bundle accepted, in seconds since its creation; older ones are ignored as `stale`.
+    pub max_age_seconds: u64,
+    /// Furthest in the future a bundle's creation time may be, in seconds (clock skew); further
+    /// ones are ignored as `from_future`.
+    pub max_clock_skew_seconds: u64,
+    /// Message ids, and (author, sequence) pairs, remembered to recognise duplicates; the oldest
+    /// are forgotten first.
+    pub dedup_capacity: u32,
+    /// Largest envelope accepted, in bytes (at most 1047552: the gossip transmit limit less its
+    /// framing).
+    pub max_envelope_bytes: u32,
 }
 
 impl Default for NetSection {
     fn default() -> Self {
+        let defaults = swarm_net::NetConfig::default();
         Self {
             network: "swarm-dev".to_owned(),
             listen: vec![
@@ -97,6 +121,13 @@ impl Default for NetSection {
             relay_reservations: "when-private".to_owned(),
             relay_server: false,
             mesh_degree: 6,
+            publish_per_minute: 600,
+            author_quota_per_minute: defaults.author_quota_per_minute,
+            peer_quota_per_minute: defaults.peer_quota_per_minute,
+            max_age_seconds: defaults.staleness.max_age_ms / 1000,
+            max_clock_skew_seconds: defaults.staleness.max_future_skew_ms / 1000,
+            dedup_capacity: defaults.dedup_capacity as u32,
+            max_envelope_bytes: defaults.limits.max_envelope_bytes as u32,
         }
     }
 }
@@ -177,20 +208,37 @@ impl NodeConfig {
         flags: &[FlagOverride],
         flag_env_names: &[&str],
     ) -> Result<Loaded> {
-        let mut table = Table::try_from(NodeConfig::default())
+        let defaults = Table::try_from(NodeConfig::default())
             .context("internal: the default configuration does not serialize")?;
+        let mut table = defaults.clone();
+        // Which source last set each key, so a value that fails to deserialize is traced to it.
+        let mut origins: Vec<(String, String)> = Vec::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
             let overlay: Table = toml::from_str(&text)
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            let before = table.clone();
             layers::merge(&mut table, overlay, &path.display().to_string(), "")?;
+            record_changes(&mut origins, &before, &table, |_| {
+                format!("config file {}", path.display())
+            });
         }
+        let before = table.clone();
         let unknown = layers::apply_env(&mut table, env, flag_env_names)?;
+        record_changes(&mut origins, &before, &table, |key| {
+            format!("environment variable {}", layers::env_name(key))
+        });
         for flag in flags {
             layers::set(&mut table, flag.key, flag.value.clone(), flag.flag)?;
+            origins.push((flag.key.to_owned(), format!("flag {}", flag.flag)));
         }
-        let config = deserialize_sections(table)?;
+        let config = deserialize_sections(table.clone()).map_err(|error| {
+            match culprit(&defaults, &table, &origins) {
+                Some((key, source)) => anyhow::anyhow!("`{key}` from {source}: {error:#}"),
+                None => error,
+            }
+        })?;
         config.validate()?;
         let warnings = unknown
             .into_iter()
@@ -206,6 +254,14 @@ impl NodeConfig {
 
     /// Checks ranges and cross-field rules that types alone cannot express.
     pub fn validate(&self) -> Result<()> {
+        let data_dir = &self.node.data_dir;
+        if data_dir.exists() && !data_dir.is_dir() {
+            bail!(
+                "`node.data_dir` = {} is a file, not a directory; pass --data-dir (or set \
+                 SWARM_NODE_DATA_DIR) a directory, which is created when missing",
+                data_dir.display()
+            );
+        }
         if self.net.network.is_empty()
             || !self
                 .net
@@ -251,6 +307,29 @@ impl NodeConfig {
                 self.net.max_connections
             );
         }
+        for (key, value) in [
+            (
+                "net.author_quota_per_minute",
+                self.net.author_quota_per_minute,
+            ),
+            ("net.peer_quota_per_minute", self.net.peer_quota_per_minute),
+            ("net.dedup_capacity", self.net.dedup_capacity),
+        ] {
+            if value == 0 {
+                bail!("`{key}` = 0: must be at least 1");
+            }
+        }
+        if self.net.max_age_seconds == 0 {
+            bail!("`net.max_age_seconds` = 0: must be at least 1 (600 is the default)");
+        }
+        let ceiling = swarm_protocol::MAX_ENVELOPE_BYTES_CEILING;
+        if !(1024..=ceiling).contains(&(self.net.max_envelope_bytes as usize)) {
+            bail!(
+                "`net.max_envelope_bytes` = {}: must be between 1024 and {ceiling} (the gossip \
+                 transmit limit less its framing)",
+                self.net.max_envelope_bytes
+            );
+        }
         if self.http.listen != "off" {
             self.http
                 .listen
@@ -293,6 +372,37 @@ impl NodeConfig {
 }
 
 /// Deserializes section by section so a bad enum value or similar names its section.
+fn record_changes(
+    origins: &mut Vec<(String, String)>,
+    before: &Table,
+    after: &Table,
+    source: impl Fn(&str) -> String,
+) {
+    let before = layers::leaves(before);
+    for ((key, old), (_, new)) in before.iter().zip(layers::leaves(after)) {
+        if *old != new {
+            origins.push((key.clone(), source(key)));
+        }
+    }
+}
+
+/// The key (and its source) whose value alone, set over the defaults, fails to deserialize.
+fn culprit(
+    defaults: &Table,
+    table: &Table,
+    origins: &[(String, String)],
+) -> Option<(String, String)> {
+    let values = layers::leaves(table);
+    origins.iter().rev().find_map(|(key, source)| {
+        let (_, value) = values.iter().find(|(leaf, _)| leaf == key)?;
+        let mut alone = defaults.clone();
+        layers::replace(&mut alone, key, value.clone());
+        deserialize_sections(alone)
+            .is_err()
+            .then(|| (key.clone(), source.clone()))
+    })
+}
+
 fn deserialize_sections(table: Table) -> Result<NodeConfig> {
     let mut config = NodeConfig::default();
     for (section, value) in table {
@@ -365,13 +475,22 @@ mod tests {
             ("[net]\nmax_connections = 0\n", "`net.max_connections`"),
             ("[net]\nmesh_degree = 1\n", "`net.mesh_degree`"),
             (
+                "[net]\npeer_quota_per_minute = 0\n",
+                "`net.peer_quota_per_minute`",
+            ),
+            ("[net]\nmax_age_seconds = 0\n", "`net.max_age_seconds`"),
+            (
+                "[net]\nmax_envelope_bytes = 2000000\n",
+                "`net.max_envelope_bytes`",
+            ),
+            (
                 "[net]\nrelay_reservations = \"sometimes\"\n",
                 "`net.relay_reservations`",
             ),
             ("[http]\nlisten = \"localhost\"\n", "`http.listen`"),
-            ("[log]\nformat = \"xml\"\n", "[log]"),
+            ("[log]\nformat = \"xml\"\n", "`log.format` from config file"),
             ("[log]\nlevel = \"info,=[\"\n", "`log.level`"),
-            ("[node]\nthreads = -1\n", "[node]"),
+            ("[node]\nthreads = -1\n", "`node.threads` from config file"),
             ("[nodes]\nseed = 1\n", "`nodes`"),
         ];
         for (file, expected) in cases {
@@ -381,9 +500,93 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_fits_no_type_names_its_variable_or_flag() {
+        let err = format!(
+            "{:#}",
+            load_str("", &[("SWARM_NODE_SEED", "-1")], &[]).unwrap_err()
+        );
+        assert!(
+            err.contains("`node.seed` from environment variable SWARM_NODE_SEED"),
+            "{err}"
+        );
+        let flag = FlagOverride {
+            key: "node.data_dir",
+            flag: "--data-dir",
+            value: Value::String("x".into()),
+        };
+        let err = format!(
+            "{:#}",
+            load_str("[node]\nthreads = -3\n", &[], &[flag]).unwrap_err()
+        );
+        assert!(err.contains("`node.threads` from config file"), "{err}");
+    }
+
+    #[test]
+    fn a_data_directory_that_is_a_file_is_named() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let flag = FlagOverride {
+            key: "node.data_dir",
+            flag: "--data-dir",
+            value: Value::String(file.path().display().to_string()),
+        };
+        let err = format!("{:#}", load_str("", &[], &[flag]).unwrap_err());
+        assert!(
+            err.contains("`node.data_dir`") && err.contains("is a file, not a directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_environment_variables_become_warnings() {
         let loaded = load_str("", &[("SWARM_NODE_SEDE", "1"), ("SWARM_CONFIG", "x")], &[]).unwrap();
         assert_eq!(loaded.warnings.len(), 1);
         assert!(loaded.warnings[0].contains("SWARM_NODE_SEDE"));
+    }
+
+    #[test]
+    fn random_files_and_variables_give_errors_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let defaults = Table::try_from(NodeConfig::default()).unwrap();
+        let leaves = layers::leaves(&defaults);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let random_value = |rng: &mut rand_chacha::ChaCha8Rng| -> String {
+            match rng.random_range(0..7) {
+                0 => rng.random::<i64>().to_string(),
+                1 => format!("{:e}", rng.random::<f64>() * 1e30 - 5e29),
+                2 => ["true", "false", "nan", "inf", "-0"][rng.random_range(0..5)].to_owned(),
+                3 => format!(
+                    "{:?}",
+                    ["", "a b", "/ip4/x", "off", "\u{0}"][rng.random_range(0..5)]
+                ),
+                4 => "[1, \"two\", 3.0]".to_owned(),
+                5 => "{ nested = 1 }".to_owned(),
+                _ => "\"127.0.0.1:99999\"".to_owned(),
+            }
+        };
+        let mut errors = 0;
+        for _ in 0..400 {
+            let mut file = String::new();
+            let mut env = Vec::new();
+            for _ in 0..rng.random_range(1..4) {
+                let (key, _) = &leaves[rng.random_range(0..leaves.len())];
+                let (section, name) = key.split_once('.').unwrap();
+                let value = random_value(&mut rng);
+                if rng.random_bool(0.5) {
+                    file.push_str(&format!("[{section}]\n{name} = {value}\n"));
+                } else {
+                    env.push((layers::env_name(key), value.trim_matches('"').to_owned()));
+                }
+            }
+            if rng.random_bool(0.1) {
+                file.push_str("[[broken\n");
+            }
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            if let Err(error) = load_str(&file, &env, &[]) {
+                errors += 1;
+                assert!(!format!("{error:#}").is_empty());
+            }
+        }
+        assert!(errors > 100, "most random values are refused: {errors}");
     }
 }
