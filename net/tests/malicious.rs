@@ -3,92 +3,17 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use common::*;
-use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
-use libp2p::{Multiaddr, Swarm, noise, tcp, yamux};
+use libp2p::Multiaddr;
 use swarm_net::{NetConfig, spawn};
 use swarm_protocol::{SigningKey, sign_bundle, topic};
-use tokio::sync::mpsc;
+use swarm_tests::{GossipPeer, gossip_peer};
 
-/// A bare gossipsub node that publishes whatever bytes it is given, with no validation at all.
-struct Attacker {
-    messages: mpsc::Sender<Vec<u8>>,
-    sent: Arc<AtomicUsize>,
-}
-
-fn attacker(network: &str, target: Multiaddr) -> Attacker {
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(ValidationMode::Anonymous)
-        .message_id_fn(|message: &gossipsub::Message| {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            message.data.hash(&mut hasher);
-            gossipsub::MessageId::new(&hasher.finish().to_be_bytes())
-        })
-        .heartbeat_interval(Duration::from_millis(100))
-        .max_transmit_size(2 << 20)
-        .build()
-        .expect("valid attacker gossipsub config");
-    let mut swarm: Swarm<gossipsub::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
-                .expect("attacker gossipsub")
-        })
-        .expect("attacker behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let gossip_topic = IdentTopic::new(topic(network));
-    swarm
-        .behaviour_mut()
-        .subscribe(&gossip_topic)
-        .expect("subscribe");
-    swarm.dial(target).expect("dial the honest node");
-
-    let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(256);
-    let sent = Arc::new(AtomicUsize::new(0));
-    let counter = sent.clone();
-    tokio::spawn(async move {
-        let mut pending: std::collections::VecDeque<Vec<u8>> = Default::default();
-        let mut retry = tokio::time::interval(Duration::from_millis(50));
-        loop {
-            tokio::select! {
-                _ = swarm.select_next_some() => {}
-                message = receiver.recv() => match message {
-                    Some(message) => pending.push_back(message),
-                    None => return,
-                },
-                _ = retry.tick() => {}
-            }
-            // Publish in order; stop at the first failure (no subscribed peer yet) and retry later.
-            while let Some(message) = pending.front() {
-                if swarm
-                    .behaviour_mut()
-                    .publish(gossip_topic.clone(), message.clone())
-                    .is_err()
-                {
-                    break;
-                }
-                pending.pop_front();
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
-    Attacker {
-        messages: sender,
-        sent,
-    }
+/// A bare gossipsub peer that publishes whatever bytes it is given, with no validation at all.
+fn attacker(network: &str, target: Multiaddr) -> GossipPeer {
+    gossip_peer(&tokio::runtime::Handle::current(), &topic(network), target)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +48,7 @@ async fn bad_messages_are_counted_and_the_attacker_disconnected() {
     .await;
     let stats = victim.stats();
     assert_eq!(stats.outcome("accept"), 5, "{stats:?}");
-    assert_eq!(stats.outcome("over_quota"), 3, "{stats:?}");
+    assert_eq!(stats.outcome("over_quota_author"), 3, "{stats:?}");
 
     // A replay: same author and sequence as an accepted bundle, new bytes.
     send(signed(network, &evil_key, 0, "replayed sequence").to_bytes()).await;
@@ -203,6 +128,75 @@ async fn bad_messages_are_counted_and_the_attacker_disconnected() {
 }
 
 /// Signs a bundle whose author is someone else, which [`sign_bundle`] refuses to do.
+/// A relay that has a fresh bundle first sends a copy with a corrupted signature: with an id over the
+/// payload alone, receivers would reject the copy and then drop the genuine envelope as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_copy_sent_first_does_not_suppress_the_genuine_bundle() {
+    let network = "front-run-test";
+    let (victim, mut victim_events) = spawn(NetConfig::loopback(network), [9; 32], accept_all())
+        .await
+        .expect("honest node starts");
+    let evil = attacker(network, victim.listen_addrs()[0].clone());
+    let honest_key = SigningKey::from_bytes(&[68; 32]);
+    let genuine = signed(network, &honest_key, 1, "front-run target");
+    let mut forged = genuine.clone();
+    forged.signature[0] ^= 1;
+    for message in [forged.to_bytes(), genuine.to_bytes()] {
+        evil.messages
+            .send(message)
+            .await
+            .expect("attacker task alive");
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (bundle, _) = next_bundle(&mut victim_events).await;
+        if bundle.bundle.prompt == "front-run target" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the genuine bundle never arrived"
+        );
+    }
+    let stats = victim.stats();
+    assert_eq!(stats.outcome("bad_signature"), 1, "{stats:?}");
+    assert_eq!(stats.outcome("accept"), 1, "{stats:?}");
+    victim.shutdown().await.expect("victim stops");
+}
+
+/// A forwarding peer past its rate quota is ignored under its own label, whoever the authors are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_its_quota_is_ignored_as_over_quota_peer() {
+    let network = "peer-quota-test";
+    let config = NetConfig {
+        peer_quota_per_minute: 3,
+        ..NetConfig::loopback(network)
+    };
+    let (victim, _events) = spawn(config, [10; 32], accept_all())
+        .await
+        .expect("honest node starts");
+    let v = victim.clone();
+    let relay = attacker(network, victim.listen_addrs()[0].clone());
+    for author in 0..5u8 {
+        let key = SigningKey::from_bytes(&[80 + author; 32]);
+        let message = signed(network, &key, 1, &format!("from author {author}")).to_bytes();
+        relay
+            .messages
+            .send(message)
+            .await
+            .expect("relay task alive");
+    }
+    wait_until("every message is counted", || {
+        v.stats().outcomes.values().sum::<u64>() == 5
+    })
+    .await;
+    let stats = victim.stats();
+    assert_eq!(stats.outcome("accept"), 3, "{stats:?}");
+    assert_eq!(stats.outcome("over_quota_peer"), 2, "{stats:?}");
+    assert_eq!(stats.outcome("over_quota_author"), 0, "{stats:?}");
+    victim.shutdown().await.expect("victim stops");
+}
+
 fn sign_bundle_unchecked(bundle: &swarm_protocol::RolloutBundle, key: &SigningKey) -> Vec<u8> {
     let payload = bundle.to_bytes().expect("encodable bundle");
     swarm_protocol::SignedEnvelope::sign_payload(payload, key).to_bytes()

@@ -8,7 +8,12 @@ use std::process::{Command, Output};
 /// Runs the binary with a clean `SWARM_*` environment so the caller's shell cannot change the outcome.
 fn command(args: &[&str], cwd: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
-    command.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", crate::common::node::test_home());
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SWARM_")) {
         command.env_remove(name);
     }
@@ -292,4 +297,43 @@ fn warmup_leaves_a_directory_it_did_not_write_whole() {
         );
     }
     assert!(dir.path().join("ws/config.json").exists());
+}
+
+#[test]
+fn version_completions_and_manual_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = swarm_node(&["--version"], dir.path());
+    assert!(version.status.success());
+    let version = text(&version.stdout);
+    assert!(
+        version.starts_with(&format!("swarm-node {}", env!("CARGO_PKG_VERSION")))
+            && version.contains(&format!("protocol {}", swarm_protocol::PROTOCOL_VERSION))
+            && version.contains("commit "),
+        "{version}"
+    );
+    let completions = swarm_node(&["completions", "bash"], dir.path());
+    assert!(completions.status.success());
+    let completions = text(&completions.stdout);
+    assert!(
+        completions.contains("swarm-node") && completions.contains("simulate"),
+        "{completions}"
+    );
+    let manual = swarm_node(&["man"], dir.path());
+    assert!(manual.status.success());
+    assert!(
+        text(&manual.stdout).starts_with(".ie"),
+        "{}",
+        text(&manual.stdout)
+    );
+    let listing = swarm_node(&["simulate", "--list-plans"], dir.path());
+    assert!(listing.status.success());
+    let listing = text(&listing.stdout);
+    for name in ["sim-quick", "sim-sapo-sweep", "tiny", "tiny-pairs"] {
+        assert!(listing.contains(name), "{listing}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written to the working directory"
+    );
 }

@@ -1,14 +1,16 @@
 //! `train --solo` as a user runs it: a real node process with its HTTP API, the dashboard in a
 //! headless browser, and a SIGKILL in the middle of training followed by an exact resume.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::node::{KillOnDrop, small_node};
+use swarm_tests::{poll, rounds_in};
+
+use crate::common::node::{KillOnDrop, small_node};
 
 /// A small node that checkpoints every round, running `args`.
 fn quick(args: &[&str], data_dir: &Path) -> Command {
@@ -17,30 +19,6 @@ fn quick(args: &[&str], data_dir: &Path) -> Command {
         .env("SWARM_LEARNER_CHECKPOINT_EVERY", "1")
         .args(args);
     command
-}
-
-fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn rounds_in(metrics: &Path) -> Vec<u64> {
-    std::fs::read_to_string(metrics)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()?
-                .get("round")?
-                .as_u64()
-        })
-        .collect()
 }
 
 #[test]
@@ -62,7 +40,7 @@ fn killed_training_resumes_from_its_last_checkpoint() {
         let count = std::fs::read_dir(&checkpoints)
             .ok()?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+            .filter(|e| e.file_name().to_string_lossy().starts_with("round-"))
             .count();
         let newest = swarm_policy::checkpoint::latest(&checkpoints).ok()??;
         (count >= 3 && newest.join("state.json").exists()).then_some(())
@@ -99,6 +77,46 @@ fn killed_training_resumes_from_its_last_checkpoint() {
     let rounds = rounds_in(&data.path().join("metrics.jsonl"));
     let expected: Vec<u64> = (1..=saved_round + 1).collect();
     assert_eq!(rounds, expected, "metrics hold each round exactly once");
+}
+
+#[test]
+fn sigterm_finishes_the_round_and_saves_it() {
+    let data = tempfile::tempdir().unwrap();
+    // Checkpoints only every 1000 rounds: the one found after the stop is the stop's own.
+    let mut command = small_node(data.path());
+    command
+        .env("SWARM_LEARNER_CHECKPOINT_EVERY", "1000")
+        .args(["train", "--solo", "--rounds", "1000", "--http", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut node = KillOnDrop(command.spawn().unwrap());
+    let rounds = crate::common::node::lines(&mut node.0);
+    swarm_tests::wait_for_line(&rounds, "round 3", Duration::from_secs(600), |l| {
+        l.starts_with("round    3")
+    });
+    node.signal("TERM");
+    let farewell =
+        swarm_tests::wait_for_line(&rounds, "the closing line", Duration::from_secs(600), |l| {
+            l.starts_with("trained to round")
+        });
+    assert!(node.0.wait().unwrap().success());
+    assert!(farewell.contains("(stopped by a signal)"), "{farewell}");
+    let last: u64 = farewell
+        .trim_start_matches("trained to round ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3..1000).contains(&last), "{farewell}");
+    let newest = swarm_policy::checkpoint::latest(&data.path().join("checkpoints"))
+        .unwrap()
+        .expect("a checkpoint of the last round");
+    assert!(newest.ends_with(format!("round-{last:010}")), "{newest:?}");
+    assert_eq!(
+        rounds_in(&data.path().join("metrics.jsonl")),
+        (1..=last).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -3,15 +3,14 @@
 //! API and /metrics, and leave cleanly on SIGTERM with a checkpoint of the round they finished; and a
 //! learner whose peer crashes keeps training and reconnects.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::node::{KillOnDrop, small_node};
+use swarm_tests::free_local_addr;
+
+use crate::common::node::{KillOnDrop, lines, small_node};
 
 /// A small node process with `http` as its API address (or `off`).
 fn command(data_dir: &Path, http: &str) -> Command {
@@ -24,13 +23,6 @@ fn command(data_dir: &Path, http: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     command
-}
-
-fn free_local_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// The body of a plain HTTP/1.1 GET.
@@ -51,37 +43,13 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     response
 }
 
-/// Lines of a child's stdout, read on a thread so the test can wait with a deadline.
-fn lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
+/// Waits up to two minutes for a line of `rx` that `matches`.
 fn wait_for_line(
     rx: &mpsc::Receiver<String>,
     what: &str,
     matches: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if matches(&line) => return line,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("the process exited before {what} (run it by hand to see its error)")
-            }
-        }
-    }
+    swarm_tests::wait_for_line(rx, what, Duration::from_secs(120), matches)
 }
 
 /// A bootstrap node listening on `listen`, its stdout, and the multiaddr it printed.

@@ -55,6 +55,8 @@ fn simulate(plan: &Path, out: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-node"));
     command
         .env_remove("RUST_LOG")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", crate::common::node::test_home())
         .args(["simulate", "--config"])
         .arg(plan)
         .arg("--out")

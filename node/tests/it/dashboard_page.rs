@@ -1,7 +1,7 @@
 //! The dashboard page in a real (headless) browser, against the node's HTTP server: charts must show the
 //! data the API serves, and a node with no rounds yet must say so instead of drawing charts.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
