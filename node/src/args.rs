@@ -20,9 +20,22 @@ use crate::commands::tasks::TasksAction;
 use crate::commands::train::TrainArgs;
 use crate::commands::warmup::WarmupArgs;
 
+/// `--version`: the software version, the wire protocol it speaks and the commit it was built from.
+fn version_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (protocol {}, commit {})",
+            env!("CARGO_PKG_VERSION"),
+            swarm_protocol::PROTOCOL_VERSION,
+            env!("SWARM_GIT_COMMIT")
+        )
+    })
+}
+
 /// A peer-to-peer reinforcement-learning node for language models.
 #[derive(Debug, Parser)]
-#[command(name = "swarm-node", version, about, long_about = None)]
+#[command(name = "swarm-node", version = version_text(), about, long_about = None)]
 pub(crate) struct Cli {
     #[command(
         flatten,
@@ -163,6 +176,14 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Print a shell completion script (for example `swarm-node completions bash >
+    /// ~/.local/share/bash-completion/completions/swarm-node`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (`swarm-node man > swarm-node.1; man ./swarm-node.1`).
+    Man,
 }
 
 impl Command {
@@ -181,8 +202,25 @@ impl Command {
             | Command::Eval(EvalArgs { common, .. })
             | Command::Logprobs(LogprobsArgs { common, .. })
             | Command::Bench(BenchArgs { common, .. }) => common.into(),
-            Command::Simulate(_) | Command::Tasks { .. } => CommonArgs::default(),
+            Command::Simulate(_)
+            | Command::Tasks { .. }
+            | Command::Completions { .. }
+            | Command::Man => CommonArgs::default(),
         }
+    }
+
+    /// Whether the command keeps anything in the data directory (an identity, checkpoints, warm
+    /// starts, a built-in model's files).
+    pub(crate) fn writes_data_dir(&self) -> bool {
+        !matches!(
+            self,
+            Command::Status(_)
+                | Command::Simulate(_)
+                | Command::Tasks { .. }
+                | Command::Config { .. }
+                | Command::Completions { .. }
+                | Command::Man
+        )
     }
 
     /// The model whose size decides the automatic thread count: the command's own `--model`, which
@@ -205,8 +243,10 @@ impl Command {
     }
 }
 
-/// Environment variables read by flags directly rather than through configuration keys.
+/// Environment variables read by flags (or, for the fault tests' crash hook, by the write layer)
+/// directly rather than through configuration keys.
 pub(crate) const FLAG_ONLY_ENV: &[&str] = &[
+    swarm_policy::durable::CRASH_AT_WRITE_VARIABLE,
     "SWARM_CONFIG",
     "SWARM_STATUS_API",
     "SWARM_LOGPROBS_MODEL",

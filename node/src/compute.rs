@@ -11,12 +11,16 @@ pub const SMALL_MODEL_PARAMETERS: usize = 10_000_000;
 /// are not assumed to help.
 pub const SMALL_MODEL_THREADS: u32 = 2;
 
-/// The thread count `node.threads = 0` means for the model in `model_dir`: at most
+/// The thread count `node.threads = 0` means for the model `model_dir` (a directory or a built-in
+/// model's name): at most
 /// [`SMALL_MODEL_THREADS`] for small models, every core (0) otherwise or when the model's
 /// configuration cannot be read (loading the model reports that error properly).
 pub fn auto_threads(model_dir: &Path) -> u32 {
-    match swarm_policy::ModelConfig::load(model_dir) {
-        Ok(config) if config.parameter_count() < SMALL_MODEL_PARAMETERS => {
+    let config = crate::builtin::model_config_text(model_dir)
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .and_then(|json| swarm_policy::ModelConfig::from_json(&json).ok());
+    match config {
+        Some(config) if config.parameter_count() < SMALL_MODEL_PARAMETERS => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             SMALL_MODEL_THREADS.min(u32::try_from(cores).unwrap_or(u32::MAX))
         }

@@ -4,6 +4,7 @@
 //! exactly the code a volunteer runs.
 
 pub mod bench_gossip;
+pub mod builtin;
 pub mod compute;
 pub mod config;
 pub mod gossip;

@@ -17,6 +17,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`swarm-node man | head`) is not a failure.
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -28,6 +36,15 @@ fn run(cli: Cli) -> Result<()> {
     let Cli { leading, command } = cli;
     let command = match command {
         Command::Simulate(args) => return commands::simulate::run(args, leading),
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "swarm-node", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let cli = <Cli as clap::CommandFactory>::command();
+            return Ok(clap_mangen::Man::new(cli).render(&mut std::io::stdout())?);
+        }
         command => command,
     };
     let config = commands::load_config(&command, leading)?;
@@ -45,6 +62,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Config {
             action: ConfigAction::Show { .. },
         } => commands::config::show(&config),
-        Command::Simulate(_) => unreachable!("simulate loads no node configuration"),
+        Command::Simulate(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the configuration is loaded")
+        }
     }
 }

@@ -96,8 +96,11 @@ pub(crate) fn run(args: &BenchArgs, config: &NodeConfig) -> Result<()> {
             print_report(&GossipSummary(&report), args.json)
         }
         BenchKind::Sample | BenchKind::Train => {
-            let dir = args.model.as_ref().unwrap_or(&config.node.model);
-            let policy = Policy::load_or_init(dir, 0, &swarm_policy::default_device()?)?;
+            let dir = swarm_node::builtin::resolve_model(
+                args.model.as_ref().unwrap_or(&config.node.model),
+                &config.node.data_dir,
+            )?;
+            let policy = Policy::load_or_init(&dir, 0, &swarm_policy::default_device()?)?;
             let shape = BenchShape {
                 batch: args.batch as usize,
                 prompt_tokens: args.prompt_tokens as usize,

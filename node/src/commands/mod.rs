@@ -48,7 +48,35 @@ pub(crate) fn load_config(command: &Command, leading: CommonArgs) -> Result<Node
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    if command.writes_data_dir() {
+        announce_data_dir(&config.node.data_dir);
+    }
     Ok(config)
+}
+
+/// Says where a node's data will live the first time that place is used, and points at a `./data`
+/// of an earlier version (which kept its data relative to the working directory) rather than
+/// silently starting a second identity beside it.
+fn announce_data_dir(data_dir: &std::path::Path) {
+    let legacy = std::path::Path::new("data");
+    if data_dir == swarm_node::builtin::default_data_dir()
+        && legacy.join(swarm_node::identity::IDENTITY_FILE).exists()
+        && !data_dir.join(swarm_node::identity::IDENTITY_FILE).exists()
+    {
+        tracing::warn!(
+            "./data holds a node identity from an earlier version, which kept its data under the \
+             working directory; this run uses {} instead. To stay the same node, pass --data-dir \
+             data (or set SWARM_NODE_DATA_DIR), or move ./data's contents there",
+            data_dir.display()
+        );
+    }
+    if !data_dir.exists() {
+        eprintln!(
+            "this node keeps its identity, checkpoints and warm starts in {} (--data-dir or \
+             SWARM_NODE_DATA_DIR to choose another place)",
+            data_dir.display()
+        );
+    }
 }
 
 /// Configuration keys set by the shared flags.

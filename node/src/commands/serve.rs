@@ -14,7 +14,12 @@ pub(crate) fn status_board(config: &NodeConfig, role: &str, network: &str) -> Ar
     Arc::new(StatusBoard::new(NodeStatus {
         role: role.into(),
         network: network.into(),
-        model: config.node.model.display().to_string(),
+        // A bootstrap node runs no model; its status says so rather than naming the default.
+        model: if role == "bootstrap" {
+            String::new()
+        } else {
+            config.node.model.display().to_string()
+        },
         ..Default::default()
     }))
 }
