@@ -125,10 +125,16 @@ pub(crate) fn build(
             .with_max_pending_incoming(Some(config.max_connections.max(8) / 2)),
     );
 
-    let identify = identify::Behaviour::new(identify::Config::new(
-        format!("/swarm/{}/1.0.0", config.network_name),
-        key.public(),
-    ));
+    // Pushing listen address changes tells peers (and through the DHT, their peers) of a relayed
+    // address as soon as a reservation holds, which is how nodes behind NAT find each other.
+    let identify = identify::Behaviour::new(
+        identify::Config::new(
+            format!("/swarm/{}/1.0.0", config.network_name),
+            key.public(),
+        )
+        .with_agent_version(config.agent_version.clone())
+        .with_push_listen_addr_updates(true),
+    );
 
     let mut kad_config = kad::Config::new(kademlia_protocol(&config.network_name)?);
     kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
@@ -152,6 +158,11 @@ pub(crate) fn build(
             gossipsub::MessageId::new(MessageId::of_envelope(&message.data).as_bytes())
         })
         .validate_messages()
+        // Anonymous messages name no source, so a peer cannot tell that a bundle it forwards came
+        // from us: our own bundle comes back whenever another path to that peer was faster (a
+        // relayed link, for one). That is not the peer's fault; gossipsub's default would penalise
+        // it as invalid and soon graylist every peer of ours. Allowed, it is a plain duplicate.
+        .allow_self_origin(true)
         .max_transmit_size(MAX_TRANSMIT_BYTES)
         .flood_publish(false)
         .mesh_n(mesh_degree)

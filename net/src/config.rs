@@ -73,6 +73,8 @@ pub struct NetConfig {
     /// AutoNAT: only ask peers at global IP addresses to dial back, and only dial back clients at
     /// global addresses. Off in loopback tests, where every address is private.
     pub autonat_global_only: bool,
+    /// What identify tells peers this software is (`name/version`).
+    pub agent_version: String,
     /// AutoNAT: delay before the first reachability probe, and between probes until it is sure.
     pub autonat_boot_delay: Duration,
     /// AutoNAT: interval between probes while the status is uncertain.
@@ -125,6 +127,7 @@ impl Default for NetConfig {
             relay_reservations: RelayReservations::WhenPrivate,
             max_relay_reservations: 2,
             autonat_global_only: true,
+            agent_version: format!("swarm-net/{}", env!("CARGO_PKG_VERSION")),
             autonat_boot_delay: Duration::from_secs(15),
             autonat_retry_interval: Duration::from_secs(90),
             max_connections: 128,

@@ -2,6 +2,7 @@
 //! validates every gossip message and reports its outcome, and keeps the node connected.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,8 +14,11 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, relay, tcp, yamux};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat, dcutr, identify, kad, mdns, noise, relay, tcp, yamux,
+};
 use swarm_protocol::{
     Digest, IgnoreReason, MessageId, Outcome, Validation, ValidationContext, network_id, topic,
     validate,
@@ -28,7 +32,7 @@ use crate::behaviour::{
 use crate::config::NetConfig;
 use crate::reachability::{NatStatus, Reachability, is_relayed};
 use crate::state::{BoundedSet, RateLimiter, TaskChecker, ValidationState};
-use crate::{Command, NetEvent, NetHandle, NetStats};
+use crate::{Command, NetEvent, NetHandle, NetStats, PeerConnection};
 
 /// Commands are few and small; a short queue is enough and pushes back on a runaway caller.
 const COMMAND_CAPACITY: usize = 64;
@@ -88,14 +92,6 @@ pub(crate) async fn start<T: Send + 'static>(
     for address in &config.external_addresses {
         swarm.add_external_address(address.clone());
     }
-    for address in &config.bootstrap {
-        add_bootstrap_peer(&mut swarm, address);
-    }
-    if !config.bootstrap.is_empty() {
-        // Fails only when no peer is known, which add_bootstrap_peer already warned about.
-        let _ = swarm.behaviour_mut().kademlia.bootstrap();
-    }
-
     let (command_sender, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (event_sender, events) = mpsc::channel(config.event_capacity.max(1));
     let stats = Arc::new(Mutex::new(NetStats::default()));
@@ -113,6 +109,7 @@ pub(crate) async fn start<T: Send + 'static>(
         network_id: network_id(&config.network_name),
         peers: RateLimiter::new(config.peer_quota_per_minute),
         reachability: Reachability::new(config.relay_reservations, config.max_relay_reservations),
+        connections: HashMap::new(),
         config,
         swarm,
         topic: gossip_topic,
@@ -124,6 +121,9 @@ pub(crate) async fn start<T: Send + 'static>(
         metrics,
     };
     event_loop.wait_until_listening(listeners).await?;
+    // Only now: TCP dials leave from the listening port (so that the address peers observe is
+    // one hole punching can use) once the listener has reported its addresses, and not before.
+    event_loop.dial_bootstrap_peers();
     tokio::spawn(event_loop.run(commands));
     info!(%peer_id, "network layer started");
     Ok((
@@ -138,22 +138,47 @@ pub(crate) async fn start<T: Send + 'static>(
     ))
 }
 
-/// Adds a bootstrap address to the routing table (when it names its peer) and dials it.
-fn add_bootstrap_peer(swarm: &mut Swarm<NodeBehaviour>, address: &Multiaddr) {
+/// Whether an address is on the loopback interface of whichever host dials it.
+fn is_loopback(address: &Multiaddr) -> bool {
+    match address.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// The peer a multiaddr names in its `/p2p/<peer id>` suffix.
+fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
-        Some(Protocol::P2p(peer)) => {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// Adds a bootstrap address to the routing table (when it names its peer) and dials it unless a
+/// connection to that peer is open or being dialled.
+fn add_bootstrap_peer(swarm: &mut Swarm<NodeBehaviour>, address: &Multiaddr) {
+    let dial = match peer_of(address) {
+        Some(peer) => {
             swarm
                 .behaviour_mut()
                 .kademlia
                 .add_address(&peer, address.clone());
+            DialOpts::peer_id(peer)
+                .addresses(vec![address.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build()
         }
-        _ => warn!(
-            %address,
-            "bootstrap address has no /p2p/<peer id> suffix; dialling it, but it cannot seed the DHT"
-        ),
-    }
-    if let Err(err) = swarm.dial(address.clone()) {
-        warn!(%address, "cannot dial bootstrap peer: {err}");
+        None => {
+            warn!(
+                %address,
+                "bootstrap address has no /p2p/<peer id> suffix; dialling it, but it cannot seed the DHT"
+            );
+            DialOpts::unknown_peer_id().address(address.clone()).build()
+        }
+    };
+    if let Err(err) = swarm.dial(dial) {
+        debug!(%address, "not dialling bootstrap peer: {err}");
     }
 }
 
@@ -170,6 +195,8 @@ struct EventLoop<T> {
     events: mpsc::Sender<NetEvent<T>>,
     local_peer_id: PeerId,
     reachability: Reachability,
+    /// Every open connection, for [`NetStats::connections`].
+    connections: HashMap<ConnectionId, PeerConnection>,
     metrics: Metrics,
 }
 
@@ -250,7 +277,7 @@ impl<T: Send + 'static> EventLoop<T> {
                     }
                 },
                 _ = redial.tick() => {
-                    self.redial_if_alone();
+                    self.redial_bootstrap();
                     // Reservations are refused while a relay has no confirmed address yet, and
                     // lapse when a relay restarts: ask again rather than wait for the next trigger.
                     self.request_reservations();
@@ -272,18 +299,66 @@ impl<T: Send + 'static> EventLoop<T> {
         info!(peer_id = %self.local_peer_id, "network layer stopped");
     }
 
-    fn redial_if_alone(&mut self) {
-        if self.config.bootstrap.is_empty() || self.swarm.connected_peers().next().is_some() {
+    /// Dials every bootstrap peer and starts a Kademlia bootstrap from them.
+    fn dial_bootstrap_peers(&mut self) {
+        for address in &self.config.bootstrap {
+            add_bootstrap_peer(&mut self.swarm, address);
+        }
+        if !self.config.bootstrap.is_empty() {
+            // Fails only when no peer is known, which add_bootstrap_peer already warned about.
+            let _ = self.swarm.behaviour_mut().kademlia.bootstrap();
+        }
+    }
+
+    /// Dials the bootstrap peers this node is not connected to. A bootstrap node is how a node
+    /// learns of new peers and, behind NAT, its relay: losing it (a restart, a network outage)
+    /// must not leave the node on the peers it happens to still have.
+    fn redial_bootstrap(&mut self) {
+        let alone = self.swarm.connected_peers().next().is_none();
+        let missing: Vec<Multiaddr> = self
+            .config
+            .bootstrap
+            .iter()
+            .filter(|address| match peer_of(address) {
+                Some(peer) => !self.swarm.is_connected(&peer),
+                None => alone,
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
             return;
         }
-        warn!(
-            bootstrap = ?self.config.bootstrap,
-            retry_in = ?self.config.redial_interval,
-            "no peers connected and no bootstrap peer reachable; the node keeps running alone and retries"
-        );
-        let addresses = self.config.bootstrap.clone();
-        for address in &addresses {
+        if alone {
+            warn!(
+                bootstrap = ?self.config.bootstrap,
+                retry_in = ?self.config.redial_interval,
+                "no peers connected and no bootstrap peer reachable; the node keeps running alone and retries"
+            );
+        } else {
+            debug!(?missing, "redialling bootstrap peers");
+        }
+        for address in &missing {
             add_bootstrap_peer(&mut self.swarm, address);
+        }
+    }
+
+    /// Dials a peer the DHT just told us of while this node has fewer gossip peers than its mesh
+    /// wants: how nodes that joined through the same bootstrap node come to know each other,
+    /// directly or through the relayed addresses they announce.
+    fn dial_discovered(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) {
+        let topic_peers = *self.topic_peers.borrow();
+        if peer == self.local_peer_id
+            || topic_peers >= self.config.mesh_degree
+            || self.swarm.is_connected(&peer)
+        {
+            return;
+        }
+        let dial = DialOpts::peer_id(peer)
+            .addresses(addresses)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(err) = self.swarm.dial(dial) {
+            debug!(%peer, "not dialling discovered peer: {err}");
         }
     }
 
@@ -358,6 +433,7 @@ impl<T: Send + 'static> EventLoop<T> {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
@@ -365,6 +441,20 @@ impl<T: Send + 'static> EventLoop<T> {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     self.reachability.dialled(peer_id, address);
                 }
+                let remote_address = endpoint.get_remote_address().clone();
+                let relayed = endpoint.is_relayed();
+                if !relayed {
+                    debug!(%peer_id, %remote_address, "direct connection");
+                }
+                self.connections.insert(
+                    connection_id,
+                    PeerConnection {
+                        peer: peer_id,
+                        remote_address,
+                        relayed,
+                    },
+                );
+                self.refresh_connections();
                 if num_established.get() == 1 {
                     debug!(%peer_id, "peer connected");
                     self.refresh_peer_count();
@@ -372,10 +462,20 @@ impl<T: Send + 'static> EventLoop<T> {
                 }
             }
             SwarmEvent::ConnectionClosed {
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.connections.remove(&connection_id);
+                self.refresh_connections();
+            }
+            SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 ..
             } => {
+                self.connections.remove(&connection_id);
+                self.refresh_connections();
                 debug!(%peer_id, "peer disconnected");
                 self.reachability.peer_gone(&peer_id);
                 self.refresh_reachability();
@@ -405,7 +505,19 @@ impl<T: Send + 'static> EventLoop<T> {
                 // Only peers that speak this network's DHT protocol go into the routing table.
                 let kad_protocol = behaviour::kademlia_protocol(&self.config.network_name);
                 if kad_protocol.is_ok_and(|protocol| info.protocols.contains(&protocol)) {
-                    for address in info.listen_addrs {
+                    // A peer listening on every interface lists its loopback addresses too. Handed
+                    // on through the DHT, they make other hosts dial themselves, and the failed
+                    // identity check ends the whole dial, relayed addresses included. Only a peer
+                    // reached over loopback is on this host.
+                    let same_host = self
+                        .connections
+                        .values()
+                        .any(|c| c.peer == peer_id && is_loopback(&c.remote_address));
+                    for address in info
+                        .listen_addrs
+                        .into_iter()
+                        .filter(|address| same_host || !is_loopback(address))
+                    {
                         self.swarm
                             .behaviour_mut()
                             .kademlia
@@ -413,6 +525,11 @@ impl<T: Send + 'static> EventLoop<T> {
                     }
                 }
             }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Kademlia(kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                ..
+            })) => self.dial_discovered(peer, addresses.into_vec()),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Autonat(autonat::Event::StatusChanged {
                 new,
                 ..
@@ -437,6 +554,10 @@ impl<T: Send + 'static> EventLoop<T> {
             )) => {
                 if !renewal {
                     info!(relay = %relay_peer_id, "relay reservation accepted; reachable through it");
+                    // Peers behind NAT are only reachable once they hold a reservation, and the
+                    // query at start ran before anyone's: look again now. Of two nodes that
+                    // reserve, the later one finds the earlier at its relayed address.
+                    let _ = self.swarm.behaviour_mut().kademlia.bootstrap();
                 }
                 self.reachability.reservation_accepted(relay_peer_id);
                 self.refresh_reachability();
@@ -562,6 +683,12 @@ impl<T: Send + 'static> EventLoop<T> {
                 Err(err) => warn!(%relay, %address, "cannot listen through relay: {err}"),
             }
         }
+    }
+
+    fn refresh_connections(&mut self) {
+        let mut connections: Vec<PeerConnection> = self.connections.values().cloned().collect();
+        connections.sort_by_key(|c| (c.peer, c.relayed, c.remote_address.to_string()));
+        self.update_stats(|stats| stats.connections = connections);
     }
 
     fn refresh_reachability(&mut self) {

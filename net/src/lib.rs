@@ -16,7 +16,7 @@ mod reachability;
 mod state;
 mod telemetry;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -81,9 +81,42 @@ pub struct NetStats {
     pub hole_punches: u64,
     /// Hole punching attempts that failed (the relayed connection stays).
     pub hole_punch_failures: u64,
+    /// Open connections, each with its peer and the address at the other end: a relayed one's
+    /// address goes through `/p2p-circuit`, a direct one's is the peer's own (or its NAT's).
+    pub connections: Vec<PeerConnection>,
+}
+
+/// One open connection, as [`NetStats::connections`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConnection {
+    /// The peer at the other end.
+    pub peer: PeerId,
+    /// The peer's address on this connection.
+    pub remote_address: Multiaddr,
+    /// Whether the connection goes through a relay.
+    pub relayed: bool,
 }
 
 impl NetStats {
+    /// Connected peers reached over at least one direct connection.
+    pub fn direct_peers(&self) -> BTreeSet<PeerId> {
+        self.connections
+            .iter()
+            .filter(|c| !c.relayed)
+            .map(|c| c.peer)
+            .collect()
+    }
+
+    /// Connected peers reached only through relays.
+    pub fn relayed_only_peers(&self) -> BTreeSet<PeerId> {
+        let direct = self.direct_peers();
+        self.connections
+            .iter()
+            .filter(|c| c.relayed && !direct.contains(&c.peer))
+            .map(|c| c.peer)
+            .collect()
+    }
+
     /// How many received messages ended with the outcome labelled `label` (see
     /// [`Outcome::label`]); tests and logs name outcomes this way.
     pub fn outcome(&self, label: &str) -> u64 {

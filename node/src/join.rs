@@ -12,11 +12,12 @@ use swarm_tasks::TaskCatalog;
 use tokio::runtime::Runtime;
 
 use crate::config::NodeConfig;
+use crate::connectivity;
 use crate::gossip::{GossipEvents, GossipNetwork, task_checker};
 use crate::identity::Identity;
 use crate::net_config::net_config;
 use crate::setup::{node_learner, print_round, record_round};
-use crate::status::StatusBoard;
+use crate::status::{ConnectionStatus, StatusBoard};
 
 /// Starts the network layer under this node's identity and prints the addresses peers can dial.
 fn start_network(
@@ -61,6 +62,21 @@ fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
         s.reachability = stats.nat_status.as_str().to_owned();
         s.relay_reservations = stats.relay_reservations;
         s.hole_punches = stats.hole_punches;
+        s.hole_punch_failures = stats.hole_punch_failures;
+        s.connections = stats
+            .connections
+            .iter()
+            .map(|c| ConnectionStatus {
+                peer: c.peer.to_string(),
+                address: c.remote_address.to_string(),
+                relayed: c.relayed,
+            })
+            .collect();
+        let connectivity = connectivity::describe(stats);
+        if connectivity != s.connectivity {
+            tracing::info!("connectivity: {connectivity}");
+            s.connectivity = connectivity;
+        }
     });
 }
 

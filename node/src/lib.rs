@@ -7,6 +7,7 @@ pub mod bench_gossip;
 pub mod builtin;
 pub mod compute;
 pub mod config;
+pub mod connectivity;
 pub mod gossip;
 pub mod http;
 pub mod identity;

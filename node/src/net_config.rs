@@ -26,6 +26,8 @@ pub fn net_config(config: &NodeConfig) -> Result<NetConfig> {
         local_mode: config.net.local,
         max_connections: config.net.max_connections,
         relay_server: config.net.relay_server,
+        autonat_global_only: config.net.autonat_global_only,
+        agent_version: format!("swarm-node/{}", env!("CARGO_PKG_VERSION")),
         mesh_degree: config.net.mesh_degree as usize,
         author_quota_per_minute: config.net.author_quota_per_minute,
         peer_quota_per_minute: config.net.peer_quota_per_minute,

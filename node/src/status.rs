@@ -53,6 +53,16 @@ pub struct NodeStatus {
     pub relay_reservations: usize,
     /// Relayed connections upgraded to direct ones by hole punching.
     pub hole_punches: u64,
+    /// Hole punching attempts that failed (those peers stay reachable through the relay).
+    #[serde(default)]
+    pub hole_punch_failures: u64,
+    /// How this node is connected, in words (see `swarm_node::connectivity`); empty when the node
+    /// is not networked.
+    #[serde(default)]
+    pub connectivity: String,
+    /// Open connections: the peer, its address on the connection and whether it is relayed.
+    #[serde(default)]
+    pub connections: Vec<ConnectionStatus>,
     /// Bytes received on libp2p connections (read from the network's metrics when served).
     pub bytes_received: u64,
     /// Bytes sent on libp2p connections (read from the network's metrics when served).
@@ -61,6 +71,17 @@ pub struct NodeStatus {
     pub uptime_seconds: u64,
     /// Wall-clock start time, milliseconds since the Unix epoch.
     pub started_at_ms: u64,
+}
+
+/// One open connection in [`NodeStatus::connections`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    /// The peer's id.
+    pub peer: String,
+    /// The peer's address on this connection: its own, its NAT's, or a relay circuit.
+    pub address: String,
+    /// Whether the connection goes through a relay.
+    pub relayed: bool,
 }
 
 /// Shared, thread-safe holder of the status and the recent per-round history.
@@ -170,9 +191,15 @@ pub fn render_text(status: &NodeStatus) -> String {
     if !status.reachability.is_empty() {
         let _ = writeln!(
             out,
-            "reachability    {} ({} relay reservations, {} hole punches)",
-            status.reachability, status.relay_reservations, status.hole_punches
+            "reachability    {} ({} relay reservations, {} hole punches, {} failed)",
+            status.reachability,
+            status.relay_reservations,
+            status.hole_punches,
+            status.hole_punch_failures
         );
+        if !status.connectivity.is_empty() {
+            let _ = writeln!(out, "connectivity    {}", status.connectivity);
+        }
         let _ = writeln!(
             out,
             "traffic         {} bytes in, {} bytes out",
@@ -247,7 +274,9 @@ mod tests {
         });
         let text = render_text(&board.snapshot());
         assert!(
-            text.contains("reachability    private (1 relay reservations, 0 hole punches)"),
+            text.contains(
+                "reachability    private (1 relay reservations, 0 hole punches, 0 failed)"
+            ),
             "{text}"
         );
         assert!(text.contains("2048 bytes in"), "{text}");

@@ -80,6 +80,10 @@ pub struct NetSection {
     pub relay_reservations: String,
     /// Also serve as a relay for other nodes (bootstrap nodes always do).
     pub relay_server: bool,
+    /// AutoNAT (is this node reachable?) asks only peers at global addresses, and dials back
+    /// only global addresses. Turn off for a swarm that lives on private addresses (a LAN, a
+    /// VPN, a test network), where no peer would otherwise ever answer.
+    pub autonat_global_only: bool,
     /// Gossipsub mesh degree: peers each node forwards full bundles to. Lower saves bandwidth
     /// (see docs/performance.md), higher survives more lost peers.
     pub mesh_degree: u32,
@@ -120,6 +124,7 @@ impl Default for NetSection {
             max_connections: 64,
             relay_reservations: "when-private".to_owned(),
             relay_server: false,
+            autonat_global_only: defaults.autonat_global_only,
             mesh_degree: 6,
             publish_per_minute: 600,
             author_quota_per_minute: defaults.author_quota_per_minute,
