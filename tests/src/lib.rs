@@ -6,6 +6,7 @@
 //! (`target/<profile>/swarm-node`); `SWARM_NODE_BIN` points elsewhere.
 
 mod gossip_peer;
+pub mod netns;
 
 pub use gossip_peer::{GossipPeer, gossip_peer, spec_message_id};
 

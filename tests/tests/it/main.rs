@@ -6,6 +6,7 @@
 mod anywhere;
 mod crash;
 mod interop;
+mod nat;
 mod swarm;
 
 /// Whether the long variants were asked for.
