@@ -120,21 +120,26 @@ pub fn small_node_of(binary: &Path, data_dir: &Path) -> Command {
 /// still the command itself): the crash tests abort the node on purpose, many times, and a machine
 /// that dumps cores into the working directory would fill its disk.
 pub fn without_core_dumps(command: &Command) -> Command {
-    let mut wrapped = Command::new("sh");
-    wrapped
-        .args(["-c", "ulimit -c 0; exec \"$0\" \"$@\""])
-        .arg(command.get_program())
-        .args(command.get_args());
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "ulimit -c 0; exec \"$0\" \"$@\""]);
+    run_through(sh, command)
+}
+
+/// `command` run by `launcher` (a program that ends by executing what follows its own arguments):
+/// the command's program and arguments are appended, and its environment and working directory
+/// carried over.
+pub fn run_through(mut launcher: Command, command: &Command) -> Command {
+    launcher.arg(command.get_program()).args(command.get_args());
     for (name, value) in command.get_envs() {
         match value {
-            Some(value) => wrapped.env(name, value),
-            None => wrapped.env_remove(name),
+            Some(value) => launcher.env(name, value),
+            None => launcher.env_remove(name),
         };
     }
     if let Some(dir) = command.get_current_dir() {
-        wrapped.current_dir(dir);
+        launcher.current_dir(dir);
     }
-    wrapped
+    launcher
 }
 
 /// A child process that is killed when the test ends, whatever happens.

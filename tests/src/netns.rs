@@ -281,21 +281,9 @@ fn remove_abandoned() {
 /// directory (through `ip netns exec`, which executes the program in place, so the child process
 /// is the program itself).
 pub fn in_namespace(host: &Host, command: &Command) -> Command {
-    let mut wrapped = Command::new("ip");
-    wrapped
-        .args(["netns", "exec", &host.namespace])
-        .arg(command.get_program())
-        .args(command.get_args());
-    for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(name, value),
-            None => wrapped.env_remove(name),
-        };
-    }
-    if let Some(dir) = command.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    wrapped
+    let mut ip = Command::new("ip");
+    ip.args(["netns", "exec", &host.namespace]);
+    crate::run_through(ip, command)
 }
 
 /// The body of `GET path` from `addr` as seen from inside `host`'s namespace: a thread enters the
