@@ -14,11 +14,8 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, autonat, dcutr, identify, kad, mdns, noise, relay, tcp, yamux,
-};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, relay, tcp, yamux};
 use swarm_protocol::{
     Digest, IgnoreReason, MessageId, Outcome, Validation, ValidationContext, network_id, topic,
     validate,
@@ -337,26 +334,6 @@ impl<T: Send + 'static> EventLoop<T> {
         }
     }
 
-    /// Dials a peer the DHT just told us of while this node has fewer gossip peers than its mesh
-    /// wants: how nodes that joined through the same bootstrap node come to know each other,
-    /// directly or through the relayed addresses they announce.
-    fn dial_discovered(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) {
-        let topic_peers = *self.topic_peers.borrow();
-        if peer == self.local_peer_id
-            || topic_peers >= self.config.mesh_degree
-            || self.swarm.is_connected(&peer)
-        {
-            return;
-        }
-        let dial = DialOpts::peer_id(peer)
-            .addresses(addresses)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(err) = self.swarm.dial(dial) {
-            debug!(%peer, "not dialling discovered peer: {err}");
-        }
-    }
-
     fn publish(&mut self, envelope: swarm_protocol::SignedEnvelope) -> Result<MessageId> {
         let bytes = envelope.to_bytes();
         let limit = self
@@ -520,11 +497,6 @@ impl<T: Send + 'static> EventLoop<T> {
                     }
                 }
             }
-            SwarmEvent::Behaviour(NodeBehaviourEvent::Kademlia(kad::Event::RoutingUpdated {
-                peer,
-                addresses,
-                ..
-            })) => self.dial_discovered(peer, addresses.into_vec()),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Autonat(autonat::Event::StatusChanged {
                 new,
                 ..
