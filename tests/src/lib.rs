@@ -164,6 +164,48 @@ impl KillOnDrop {
     }
 }
 
+/// A node process: its stdout read line by line (continuously, so the pipe never fills) and its
+/// stderr appended to a log file, which a restarted node on the same path continues.
+pub struct Running {
+    /// The process, killed when this drops.
+    pub process: KillOnDrop,
+    /// Its stdout lines.
+    pub stdout: mpsc::Receiver<String>,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+}
+
+impl Running {
+    /// Spawns `command` with stdout piped and stderr appended to `log`.
+    pub fn spawn(mut command: Command, log: PathBuf) -> Running {
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", command.get_program()));
+        let stdout = lines(&mut child);
+        Running {
+            process: KillOnDrop(child),
+            stdout,
+            log,
+        }
+    }
+
+    /// Sends SIGTERM and expects a clean exit (status 0) with no panic in the log.
+    pub fn stop(mut self, name: &str) {
+        self.process.signal("TERM");
+        let status = self.process.0.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "{name} exited with {status}: {log}");
+        assert!(!log.contains("panicked"), "{name} panicked: {log}");
+    }
+}
+
 /// Lines of a child's stdout, read on a thread so the test can wait with a deadline.
 pub fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();

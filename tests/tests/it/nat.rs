@@ -14,29 +14,25 @@
 //!
 //! Skipped, with the reason printed, where namespaces or iptables are unavailable (not root).
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use swarm_tests::netns::{Host, Nat, Testbed, in_namespace, status_in};
-use swarm_tests::{KillOnDrop, lines, small_node, wait_for_line};
+use swarm_tests::{Running, small_node, wait_for_line};
 
 const NETWORK: &str = "nat-testbed";
 /// Every node's API, on the loopback of its own namespace.
 const API: &str = "127.0.0.1:8080";
 const WAIT: Duration = Duration::from_secs(240);
 
-struct Running {
-    process: KillOnDrop,
-    stdout: Receiver<String>,
-    log: std::path::PathBuf,
+/// A node running in a namespace of the testbed.
+struct Node {
+    running: Running,
     host: Host,
 }
 
-impl Running {
+impl Node {
     fn status(&self) -> Option<serde_json::Value> {
         status_in(&self.host, api())
     }
@@ -63,17 +59,13 @@ impl Running {
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let log = std::fs::read_to_string(&self.running.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    fn stop(mut self, name: &str) {
-        self.process.signal("TERM");
-        let status = self.process.0.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "{name} exited with {status}: {log}");
-        assert!(!log.contains("panicked"), "{name} panicked: {log}");
+    fn stop(self, name: &str) {
+        self.running.stop(name);
     }
 }
 
@@ -82,7 +74,7 @@ fn api() -> SocketAddr {
 }
 
 /// Starts the node with `args` in `host`'s namespace, with its data in `data`.
-fn start(host: &Host, data: &Path, args: &[&str]) -> Running {
+fn start(host: &Host, data: &Path, args: &[&str]) -> Node {
     std::fs::create_dir_all(data).unwrap();
     let log = data.join("node.log");
     let mut node = small_node(data);
@@ -92,27 +84,13 @@ fn start(host: &Host, data: &Path, args: &[&str]) -> Running {
         .env("RUST_LOG", "info,swarm_net=debug,libp2p_dcutr=debug")
         .args(["--http", API])
         .args(args);
-    let mut child = in_namespace(host, &node)
-        .stdout(Stdio::piped())
-        .stderr(
-            File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    let stdout = lines(&mut child);
-    Running {
-        process: KillOnDrop(child),
-        stdout,
-        log,
+    Node {
+        running: Running::spawn(in_namespace(host, &node), log),
         host: host.clone(),
     }
 }
 
-fn start_bootstrap(host: &Host, data: &Path) -> (Running, String) {
+fn start_bootstrap(host: &Host, data: &Path) -> (Node, String) {
     let tcp = format!("/ip4/{}/tcp/4001", host.address);
     let quic = format!("/ip4/{}/udp/4001/quic-v1", host.address);
     let boot = start(
@@ -128,7 +106,7 @@ fn start_bootstrap(host: &Host, data: &Path) -> (Running, String) {
             &quic,
         ],
     );
-    let address = wait_for_line(&boot.stdout, "the bootstrap address", WAIT, |l| {
+    let address = wait_for_line(&boot.running.stdout, "the bootstrap address", WAIT, |l| {
         l.starts_with(&format!("listening on {tcp}/p2p/"))
     })
     .trim_start_matches("listening on ")
@@ -137,12 +115,12 @@ fn start_bootstrap(host: &Host, data: &Path) -> (Running, String) {
 }
 
 /// A learner joining through `bootstrap`, listening on both transports.
-fn join(host: &Host, data: &Path, bootstrap: &str) -> Running {
+fn join(host: &Host, data: &Path, bootstrap: &str) -> Node {
     join_on(host, data, bootstrap, &[TCP_LISTEN, QUIC_LISTEN])
 }
 
 /// A learner joining through `bootstrap`, listening on `listen` only.
-fn join_on(host: &Host, data: &Path, bootstrap: &str, listen: &[&str]) -> Running {
+fn join_on(host: &Host, data: &Path, bootstrap: &str, listen: &[&str]) -> Node {
     let mut args = vec!["join", "--network", NETWORK, "--bootstrap", bootstrap];
     for address in listen {
         args.extend(["--listen", address]);

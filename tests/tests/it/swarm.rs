@@ -3,48 +3,28 @@
 //! thawed. Nobody panics, the others keep training throughout, and the restarted learner comes back
 //! with the same peer id, resumes from its newest checkpoint and rejoins the mesh.
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::mpsc::Receiver;
+use std::path::Path;
 use std::time::Duration;
 
-use swarm_tests::{KillOnDrop, free_local_addr, lines, poll, small_node, status, wait_for_line};
+use swarm_tests::{Running, free_local_addr, poll, small_node, status, wait_for_line};
 
 use crate::long_variant;
 
 const NETWORK: &str = "fault-swarm";
 const WAIT: Duration = Duration::from_secs(180);
 
-/// A running node: the process, its stdout lines (read continuously, so the pipe never fills) and
-/// the file its logs go to.
-struct Running {
-    process: KillOnDrop,
-    stdout: Receiver<String>,
-    log: PathBuf,
-}
-
 fn start(data: &Path, http: &str, args: &[&str]) -> Running {
     let log = data.with_extension(format!("{}.log", std::process::id()));
     std::fs::create_dir_all(data.parent().unwrap()).unwrap();
-    let mut child = small_node(data)
-        // A 3-step warm start rarely answers correctly; a format reward gives groups reward
-        // differences, so the learners have something to train on and to share.
-        .env("SWARM_LEARNER_FORMAT_REWARD", "0.4")
+    let mut node = small_node(data);
+    // A 3-step warm start rarely answers correctly; a format reward gives groups reward
+    // differences, so the learners have something to train on and to share.
+    node.env("SWARM_LEARNER_FORMAT_REWARD", "0.4")
         .env("SWARM_LEARNER_CHECKPOINT_EVERY", "2")
         .args(["--http", http])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = lines(&mut child);
-    Running {
-        process: KillOnDrop(child),
-        stdout,
-        log,
-    }
+        .args(args);
+    Running::spawn(node, log)
 }
 
 /// A learner joining through `bootstrap` with its API on `api`.
@@ -91,15 +71,6 @@ fn training_with_peers(
                 .then_some(now)
         },
     )
-}
-
-/// Sends SIGTERM and expects a clean exit (status 0) with no panic in the log.
-fn stop(name: &str, mut node: Running) {
-    node.process.signal("TERM");
-    let status = node.process.0.wait().unwrap();
-    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-    assert!(status.success(), "{name} exited with {status}: {log}");
-    assert!(!log.contains("panicked"), "{name}: {log}");
 }
 
 /// The round of a `round N ...` line.
@@ -200,9 +171,9 @@ fn a_swarm_survives_a_kill_and_a_freeze() {
     );
 
     for (name, learner) in names.iter().zip(learners) {
-        stop(name, learner.unwrap());
+        learner.unwrap().stop(name);
     }
-    stop("bootstrap", boot);
+    boot.stop("bootstrap");
     crate::summary(&format!(
         "swarm faults: 1 kill -9 and restart (same peer id, resumed at round {}), 1 freeze of \
          a peer for {frozen_rounds} rounds of another, 4 clean exits, 0 panics",
