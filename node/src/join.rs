@@ -49,6 +49,8 @@ fn outcome_key(outcome: Outcome) -> String {
 }
 
 fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
+    let connectivity = connectivity::describe(stats);
+    let mut changed = false;
     board.update(|s| {
         s.peers = stats.connected_peers;
         s.bundles_published = stats.published;
@@ -72,12 +74,15 @@ fn publish_net_stats(board: &StatusBoard, stats: &NetStats) {
                 relayed: c.relayed,
             })
             .collect();
-        let connectivity = connectivity::describe(stats);
         if connectivity != s.connectivity {
-            tracing::info!("connectivity: {connectivity}");
-            s.connectivity = connectivity;
+            s.connectivity.clone_from(&connectivity);
+            changed = true;
         }
     });
+    // Logged outside the board's lock, which the HTTP API takes for every request.
+    if changed {
+        tracing::info!("connectivity: {connectivity}");
+    }
 }
 
 /// Runs the learner on the network until `rounds` more rounds are done (forever if `None`) or `stop`
