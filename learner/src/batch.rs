@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use swarm_tasks::{Question, RewardConfig};
+use swarm_tasks::{Question, UNLABELED_FAMILY};
 
 use crate::advantage::{AdvantageOptions, group_advantages};
 use crate::rollout::{ExternalGroup, LocalGroup, Provenance};
+use crate::scoring::Scorer;
 
 /// Which completions share an advantage baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -51,8 +52,6 @@ pub struct BatchOptions {
     pub advantages: AdvantageOptions,
     /// Keep only the maximum-variance subset of this size of larger groups.
     pub max_variance_subset: Option<usize>,
-    /// Reward shaping of the local verifier.
-    pub rewards: RewardConfig,
     /// External completions longer than this, after re-tokenization, are dropped.
     pub max_completion_tokens: usize,
 }
@@ -108,12 +107,15 @@ pub fn question_key(question: &Question) -> String {
     )
 }
 
-/// Scores, groups and computes advantages for one round.
+/// Scores, groups and computes advantages for one round. External completions, and own ones of
+/// unlabeled questions (whose vote pools everything `scorer` saw), are scored by `scorer`; own
+/// labeled completions keep the reward they were sampled with.
 pub fn build_batch(
     fresh: &[LocalGroup],
     stale: &[LocalGroup],
     external: &[ExternalGroup],
     tokenizer: &dyn Tokenize,
+    scorer: &Scorer<'_>,
     options: &BatchOptions,
 ) -> Result<(Vec<TrainItem>, BatchReport)> {
     let mut report = BatchReport::default();
@@ -139,13 +141,19 @@ pub fn build_batch(
         let provenance = group.provenance(is_stale);
         let key = key_for(&group.question, options.grouping);
         let entry = groups.entry(key).or_default();
+        let voted = group.question.family == UNLABELED_FAMILY;
         for completion in &group.completions {
+            let reward = if voted {
+                scorer.verify(&group.question, &completion.text)?.reward
+            } else {
+                completion.reward
+            };
             entry.push(Candidate {
                 item: TrainItem {
                     prompt: prompt.clone(),
                     completion: completion.token_ids.clone(),
                     behaviour: Some(completion.logprobs.clone()),
-                    reward: completion.reward,
+                    reward,
                     advantage: 0.0,
                     bytes: completion.text.len(),
                     provenance: provenance.clone(),
@@ -161,7 +169,7 @@ pub fn build_batch(
         let key = key_for(&group.question, options.grouping);
         let entry = groups.entry(key).or_default();
         for completion in &group.completions {
-            let verdict = swarm_tasks::verify(&group.question, &completion.text, &options.rewards);
+            let verdict = scorer.verify(&group.question, &completion.text)?;
             rewards.push(verdict.reward);
             let tally = report
                 .external_correct
@@ -261,6 +269,7 @@ mod tests {
     use super::*;
     use crate::rollout::ExternalCompletion;
     use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
+    use swarm_tasks::{RewardConfig, TaskCatalog, TaskRefExt};
 
     /// One token per byte, eos 2.
     struct Bytes;
@@ -288,8 +297,14 @@ mod tests {
         }
     }
 
+    /// Scores without a format reward; no unlabeled questions to vote on.
+    fn scorer(tasks: &TaskCatalog) -> Scorer<'_> {
+        Scorer::new(tasks, RewardConfig { format_reward: 0.0 }, 0.0, [])
+    }
+
     fn local(q: &Question, texts: &[&str]) -> LocalGroup {
         LocalGroup {
+            task: swarm_tasks::TaskRef::procedural(q),
             question: q.clone(),
             policy: policy(3),
             sampling: SamplingParams {
@@ -333,21 +348,28 @@ mod tests {
                 scale_by_std: false,
             },
             max_variance_subset: None,
-            rewards: RewardConfig { format_reward: 0.0 },
             max_completion_tokens: 16,
         }
     }
 
     #[test]
     fn pooled_groups_share_a_baseline_and_per_source_groups_do_not() {
+        let tasks = TaskCatalog::new();
         let q = question(5);
         let right = q.answer.clone();
         // Local: all wrong (zero variance alone). External: one right, one wrong.
         let fresh = [local(&q, &["x", "y"])];
         let ext = [external(&q, "peer", &[&right, "z"])];
 
-        let (items, report) =
-            build_batch(&fresh, &[], &ext, &Bytes, &options(Grouping::Pooled)).unwrap();
+        let (items, report) = build_batch(
+            &fresh,
+            &[],
+            &ext,
+            &Bytes,
+            &scorer(&tasks),
+            &options(Grouping::Pooled),
+        )
+        .unwrap();
         assert_eq!((report.groups, report.zero_variance_groups), (1, 0));
         // Rewards 0, 0, 1, 0: mean 0.25.
         let advantages: Vec<f32> = items.iter().map(|i| i.advantage).collect();
@@ -357,8 +379,15 @@ mod tests {
         assert!(ext_item.behaviour.is_none());
         assert_eq!(*ext_item.completion.last().unwrap(), 2, "eos appended");
 
-        let (items, report) =
-            build_batch(&fresh, &[], &ext, &Bytes, &options(Grouping::PerSource)).unwrap();
+        let (items, report) = build_batch(
+            &fresh,
+            &[],
+            &ext,
+            &Bytes,
+            &scorer(&tasks),
+            &options(Grouping::PerSource),
+        )
+        .unwrap();
         assert_eq!((report.groups, report.zero_variance_groups), (2, 1));
         let advantages: Vec<f32> = items.iter().map(|i| i.advantage).collect();
         assert_eq!(advantages, vec![0.5, -0.5]);
@@ -366,11 +395,19 @@ mod tests {
 
     #[test]
     fn senders_rewards_are_ignored_and_long_completions_dropped() {
+        let tasks = TaskCatalog::new();
         let q = question(6);
         let long = "9".repeat(40);
         let ext = [external(&q, "liar", &["wrong", &long, &q.answer])];
-        let (items, report) =
-            build_batch(&[], &[], &ext, &Bytes, &options(Grouping::Pooled)).unwrap();
+        let (items, report) = build_batch(
+            &[],
+            &[],
+            &ext,
+            &Bytes,
+            &scorer(&tasks),
+            &options(Grouping::Pooled),
+        )
+        .unwrap();
         assert_eq!(report.external_unusable, 1);
         assert_eq!(items.len(), 2);
         assert!(items[0].advantage < 0.0 && items[1].advantage > 0.0);
@@ -378,12 +415,14 @@ mod tests {
 
     #[test]
     fn max_variance_subset_keeps_the_extremes() {
+        let tasks = TaskCatalog::new();
         let q = question(7);
         let right = q.answer.clone();
         let fresh = [local(&q, &["a", &right, "b", "c", "d", &right])];
         let mut opts = options(Grouping::Pooled);
         opts.max_variance_subset = Some(4);
-        let (items, report) = build_batch(&fresh, &[], &[], &Bytes, &opts).unwrap();
+        let (items, report) =
+            build_batch(&fresh, &[], &[], &Bytes, &scorer(&tasks), &opts).unwrap();
         assert_eq!(report.subset_dropped, 2);
         let rewards: Vec<f32> = items.iter().map(|i| i.reward).collect();
         assert_eq!(rewards, vec![1.0, 1.0, 0.0, 0.0]);

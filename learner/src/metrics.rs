@@ -38,6 +38,14 @@ pub struct RoundMetrics {
     /// External groups taken that held the only correct answer to their question in the batch.
     #[serde(default)]
     pub external_aha: usize,
+    /// Share of this round's own unlabeled questions whose pooled majority vote gave a label
+    /// (`None` without unlabeled questions).
+    #[serde(default)]
+    pub vote_labeled_fraction: Option<f64>,
+    /// Share of those labels that equal the answer of a dataset loaded with hidden labels (`None`
+    /// when no label could be checked).
+    #[serde(default)]
+    pub vote_accuracy: Option<f64>,
     /// Share of this round's own groups whose completions all scored alike.
     #[serde(default)]
     pub local_zero_variance_fraction: f64,

@@ -1,13 +1,83 @@
 //! Learner options: the `[learner]` section of the node configuration.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+/// A dataset in `learner.datasets`: a JSONL path, or a table with the path and how to train it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DatasetEntry", into = "DatasetEntry")]
+pub struct DatasetSource {
+    /// The JSONL file.
+    pub path: PathBuf,
+    /// Share of the question stream, against weight 1 for each family.
+    pub weight: u32,
+    /// Train with majority-vote rewards even where the file has answers; the answers then only
+    /// measure how often the vote was right.
+    pub hide_labels: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum DatasetEntry {
+    Path(PathBuf),
+    Table {
+        path: PathBuf,
+        #[serde(default = "one")]
+        weight: u32,
+        #[serde(default)]
+        hide_labels: bool,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl From<DatasetEntry> for DatasetSource {
+    fn from(entry: DatasetEntry) -> Self {
+        match entry {
+            DatasetEntry::Path(path) => Self {
+                path,
+                weight: 1,
+                hide_labels: false,
+            },
+            DatasetEntry::Table {
+                path,
+                weight,
+                hide_labels,
+            } => Self {
+                path,
+                weight,
+                hide_labels,
+            },
+        }
+    }
+}
+
+impl From<DatasetSource> for DatasetEntry {
+    fn from(source: DatasetSource) -> Self {
+        Self::Table {
+            path: source.path,
+            weight: source.weight,
+            hide_labels: source.hide_labels,
+        }
+    }
+}
 
 /// How a node learns. Every field has a default; unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LearnerOptions {
-    /// Task families to train on, in rotation.
+    /// Task families to train on, in rotation (built in, or served by a `[[plugin]]`).
     pub families: Vec<String>,
+    /// JSONL datasets to train on besides the families: paths, or tables
+    /// `{ path, weight = 1, hide_labels = false }`. Rows without an answer are trained with
+    /// majority-vote rewards.
+    pub datasets: Vec<DatasetSource>,
+    /// Smallest share of a question's pooled completions that must agree for their answer to
+    /// become its label under majority voting; below it (or on a tie) the question is skipped.
+    pub majority_min_share: f32,
     /// Difficulty level of the training questions.
     pub difficulty: u32,
     /// Seed of the training question stream (must be below 2^63: higher seeds are held out for evaluation).
@@ -79,6 +149,8 @@ impl Default for LearnerOptions {
     fn default() -> Self {
         Self {
             families: vec!["sorting".to_owned()],
+            datasets: Vec::new(),
+            majority_min_share: 0.0,
             difficulty: 0,
             task_seed: 1,
             prompts_per_round: 8,
@@ -113,35 +185,74 @@ impl Default for LearnerOptions {
 }
 
 impl LearnerOptions {
-    /// Checks every range; the error names the key (`learner.<field>`) and what is accepted.
-    pub fn validate(&self) -> Result<(), String> {
-        let fail = |key: &str, what: &str| Err(format!("`learner.{key}`: {what}"));
-        if self.families.is_empty() {
-            return fail(
-                "families",
-                "list at least one task family (see `swarm-node tasks list`)",
-            );
-        }
+    /// Checks that every family is known (`max_difficulty` gives a family's highest level, `None`
+    /// for an unknown name) and supports `difficulty`.
+    pub fn validate_families(
+        &self,
+        max_difficulty: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<(), String> {
         for name in &self.families {
-            match swarm_tasks::family(name) {
+            match max_difficulty(name) {
                 None => {
-                    return fail(
-                        "families",
-                        &format!("unknown family {name:?}; see `swarm-node tasks list`"),
-                    );
+                    return Err(format!(
+                        "`learner.families`: unknown family {name:?}; see `swarm-node tasks list` \
+                         (a plug-in's families need its `[[plugin]]` entry)"
+                    ));
                 }
-                Some(f) if self.difficulty > f.max_difficulty() => {
-                    return fail(
-                        "difficulty",
-                        &format!(
-                            "{} is above {name}'s maximum {}",
-                            self.difficulty,
-                            f.max_difficulty()
-                        ),
-                    );
+                Some(max) if self.difficulty > max => {
+                    return Err(format!(
+                        "`learner.difficulty`: {} is above {name}'s maximum {max}",
+                        self.difficulty
+                    ));
                 }
                 Some(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Checks every range, and the families against the built-in ones; the error names the key
+    /// (`learner.<field>`) and what is accepted. A node with plug-ins checks with
+    /// [`LearnerOptions::validate_with_plugins`].
+    pub fn validate(&self) -> Result<(), String> {
+        self.validate_with_plugins(&[])
+    }
+
+    /// [`LearnerOptions::validate`], accepting also the families named in `plugin_families`
+    /// (their difficulty range is checked once the plug-in says it).
+    pub fn validate_with_plugins(&self, plugin_families: &[String]) -> Result<(), String> {
+        let fail = |key: &str, what: &str| Err(format!("`learner.{key}`: {what}"));
+        if self.families.is_empty() && self.datasets.is_empty() {
+            return fail(
+                "families",
+                "list at least one task family (see `swarm-node tasks list`) or a dataset \
+                 in `learner.datasets`",
+            );
+        }
+        self.validate_families(&|name| {
+            swarm_tasks::family(name)
+                .map(|f| f.max_difficulty())
+                .or_else(|| {
+                    plugin_families
+                        .iter()
+                        .any(|p| p == name)
+                        .then_some(u32::MAX)
+                })
+        })?;
+        for source in &self.datasets {
+            if !(1..=1000).contains(&source.weight) {
+                return fail(
+                    "datasets",
+                    &format!(
+                        "weight {} of {} must be between 1 and 1000",
+                        source.weight,
+                        source.path.display()
+                    ),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.majority_min_share) {
+            return fail("majority_min_share", "must be in [0, 1]");
         }
         if self.task_seed >= swarm_tasks::EVAL_SEED_BASE {
             return fail(

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{Grouping, question_key};
 use crate::rollout::{ExternalGroup, LocalGroup};
-use swarm_tasks::RewardConfig;
+use crate::scoring::Scorer;
+use swarm_tasks::UNLABELED_FAMILY;
 
 /// How a round's external groups are chosen from the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -53,37 +54,43 @@ pub struct ScoredArrival {
     pub informative: bool,
 }
 
-/// Judges arrived groups by this node's own rewards: a group is informative when its completions,
-/// rescored here, are not all scored alike, or, with pooled grouping, when this round's own
-/// completions of the same question score differently from them (pooled, they share a baseline).
-/// The sender's claimed rewards play no part.
+/// Judges arrived groups by this node's own rewards (`scorer`, whose votes pool this round's own
+/// completions and the arrivals): a group is informative when its completions, rescored here, are
+/// not all scored alike, or, with pooled grouping, when this round's own completions of the same
+/// question score differently from them (pooled, they share a baseline). The sender's claimed
+/// rewards play no part.
 pub fn judge_arrivals(
     arrivals: Vec<ExternalGroup>,
     fresh: &[LocalGroup],
     grouping: Grouping,
-    rewards: &RewardConfig,
-) -> Vec<ScoredArrival> {
+    scorer: &Scorer<'_>,
+) -> anyhow::Result<Vec<ScoredArrival>> {
     let mut own: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     if grouping == Grouping::Pooled {
         for group in fresh {
-            own.entry(question_key(&group.question))
-                .or_default()
-                .extend(group.completions.iter().map(|c| c.reward));
+            let rewards = own.entry(question_key(&group.question)).or_default();
+            for c in &group.completions {
+                rewards.push(if group.question.family == UNLABELED_FAMILY {
+                    scorer.verify(&group.question, &c.text)?.reward
+                } else {
+                    c.reward
+                });
+            }
         }
     }
     arrivals
         .into_iter()
         .map(|group| {
-            let scores: Vec<f32> = group
+            let scores = group
                 .completions
                 .iter()
-                .map(|c| swarm_tasks::verify(&group.question, &c.text, rewards).reward)
-                .collect();
+                .map(|c| Ok(scorer.verify(&group.question, &c.text)?.reward))
+                .collect::<anyhow::Result<Vec<f32>>>()?;
             let informative = match own.get(&question_key(&group.question)) {
                 Some(own) => !all_equal(own.iter().chain(&scores).copied()),
                 None => !all_equal(scores.iter().copied()),
             };
-            ScoredArrival { group, informative }
+            Ok(ScoredArrival { group, informative })
         })
         .collect()
 }
@@ -249,6 +256,7 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use swarm_protocol::PolicyInfo;
+    use swarm_tasks::{RewardConfig, TaskRefExt};
 
     fn group(author: &str, index: u64) -> ExternalGroup {
         ExternalGroup {
@@ -385,11 +393,13 @@ mod tests {
     #[test]
     fn arrivals_are_judged_by_the_receivers_rewards_pooled_with_its_own() {
         let rewards = RewardConfig { format_reward: 0.0 };
+        let tasks = swarm_tasks::TaskCatalog::new();
         let mixed = answered("a", 1, &[true, false]);
         let all_wrong = answered("a", 2, &[false, false]);
         let all_right = answered("a", 3, &[true, true]);
         // Own completions of question 3, all wrong: pooled with them, the all-right group has signal.
         let own = LocalGroup {
+            task: swarm_tasks::TaskRef::procedural(&all_right.question),
             question: all_right.question.clone(),
             policy: all_right.policy.clone(),
             sampling: swarm_protocol::SamplingParams {
@@ -412,8 +422,9 @@ mod tests {
                 arrivals.clone(),
                 std::slice::from_ref(&own),
                 grouping,
-                &rewards,
+                &Scorer::new(&tasks, rewards, 0.0, []),
             )
+            .unwrap()
             .iter()
             .map(|a| a.informative)
             .collect()

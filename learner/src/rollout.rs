@@ -7,13 +7,15 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
+use swarm_protocol::{Completion, PolicyInfo, SamplingParams, TaskRef};
 use swarm_tasks::Question;
 
 /// A prompt group this node sampled.
 #[derive(Debug, Clone)]
 pub struct LocalGroup {
-    /// The question, with its ground truth.
+    /// How other nodes find the question.
+    pub task: TaskRef,
+    /// The question, with its ground truth (none for an unlabeled one).
     pub question: Question,
     /// The policy that sampled it (its version is the optimizer step count at sampling time).
     pub policy: PolicyInfo,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use swarm_policy::{AdamW, AdamWConfig, Policy, SampleOptions, checkpoint};
 use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
-use swarm_tasks::RewardConfig;
+use swarm_tasks::{RewardConfig, TaskCatalog, UNLABELED_FAMILY};
 
 use crate::advantage::AdvantageOptions;
 use crate::batch::{BatchOptions, BatchReport, Tokenize, build_batch, question_key};
@@ -19,6 +20,8 @@ use crate::loss::LossOptions;
 use crate::metrics::{JsonlWriter, RoundMetrics, truncate_after_round};
 use crate::pool::{PoolLimits, RolloutPool, all_equal, judge_arrivals};
 use crate::rollout::{ExternalGroup, LocalGroup, Network};
+use crate::scoring::{Scorer, VoteTally};
+use crate::task_mix::TaskMix;
 use crate::update::{UpdateOptions, UpdateStats, update};
 use crate::{LearnerOptions, render_prompt};
 
@@ -35,6 +38,10 @@ pub struct Learner {
     rollout_log: Option<JsonlWriter>,
     pool: RolloutPool,
     reference: Option<Policy>,
+    /// The families, plug-ins and datasets this node generates and scores with.
+    tasks: Arc<TaskCatalog>,
+    /// This node's question stream.
+    mix: TaskMix,
     /// Seeds the draw of external groups, apart from the sampling stream, so that configurations
     /// that take different numbers of external groups still sample from the same stream.
     selection_seed: u64,
@@ -61,20 +68,33 @@ pub struct TrainReport {
     pub update: UpdateStats,
     /// Completions trained on per provenance: (own, external).
     pub trained_local_external: (usize, usize),
+    /// How the majority votes on the fresh unlabeled questions went.
+    pub votes: VoteTally,
 }
 
 impl Learner {
     /// Starts from the newest checkpoint under `data_dir/checkpoints` if there is one, else from
     /// `policy` as given. Metrics and rollout-log lines of rounds after the resumed checkpoint
-    /// (written before a crash) are dropped, so no file holds a round twice.
+    /// (written before a crash) are dropped, so no file holds a round twice. `tasks` must hold the
+    /// datasets of `options` (see [`crate::load_tasks`]) and serve its families.
     pub fn start(
         policy: Policy,
         model_name: &str,
         data_dir: &Path,
         options: LearnerOptions,
         seed: u64,
+        tasks: Arc<TaskCatalog>,
     ) -> Result<Self> {
-        options.validate().map_err(anyhow::Error::msg)?;
+        let plugin_families: Vec<String> = tasks
+            .families()
+            .into_iter()
+            .filter(|f| f.plugin.is_some())
+            .map(|f| f.name)
+            .collect();
+        options
+            .validate_with_plugins(&plugin_families)
+            .map_err(anyhow::Error::msg)?;
+        let mix = TaskMix::new(&options, &tasks)?;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let mut optimizer = AdamW::new(policy.varmap(), AdamWConfig::default())?;
@@ -130,6 +150,8 @@ impl Learner {
             checkpoints,
             pool,
             reference: None,
+            tasks,
+            mix,
             selection_seed: seed,
         })
     }
@@ -175,19 +197,34 @@ impl Learner {
         }
     }
 
+    /// The families, plug-ins and datasets this learner uses.
+    pub fn tasks(&self) -> &Arc<TaskCatalog> {
+        &self.tasks
+    }
+
+    /// A scorer whose majority votes pool `completions`.
+    fn scorer<'t>(
+        &self,
+        completions: impl IntoIterator<Item = (&'t swarm_tasks::Question, &'t str)>,
+    ) -> Scorer<'_> {
+        Scorer::new(
+            &self.tasks,
+            self.rewards(),
+            self.options.majority_min_share,
+            completions,
+        )
+    }
+
     /// Samples and scores this round's own groups.
     fn sample_groups(&mut self) -> Result<(Vec<LocalGroup>, f64)> {
         let o = &self.options;
         let first_index = self.round * o.prompts_per_round as u64;
-        let mut questions = Vec::with_capacity(o.prompts_per_round);
+        let mut drawn = Vec::with_capacity(o.prompts_per_round);
         for i in 0..o.prompts_per_round as u64 {
-            let index = first_index + i;
-            let name = &o.families[index as usize % o.families.len()];
-            let family = swarm_tasks::family(name).context("validated family")?;
-            questions.push(family.generate(o.difficulty, o.task_seed, index));
+            drawn.push(self.mix.draw(&self.tasks, first_index + i)?);
         }
-        let mut prompts = Vec::with_capacity(questions.len() * o.group_size);
-        for question in &questions {
+        let mut prompts = Vec::with_capacity(drawn.len() * o.group_size);
+        for question in drawn.iter().map(|d| &d.question) {
             let ids = self.policy.encode(&render_prompt(&question.prompt))?;
             prompts.extend(std::iter::repeat_n(ids, o.group_size));
         }
@@ -209,27 +246,35 @@ impl Learner {
             .sample(&prompts, &sample_options, &mut self.rng)?;
         let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
         let tokens_per_second = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let rewards = self.rewards();
         let policy = self.policy_info();
-        let groups = questions
-            .into_iter()
-            .zip(samples.chunks(group_size))
-            .map(|(question, group)| LocalGroup {
-                completions: group
-                    .iter()
-                    .map(|s| Completion {
-                        reward: swarm_tasks::verify(&question, &s.text, &rewards).reward,
-                        text: s.text.clone(),
-                        token_ids: s.token_ids.clone(),
-                        logprobs: s.logprobs.clone(),
-                        truncated: s.truncated,
-                    })
-                    .collect(),
-                question,
+        let sampled_groups: Vec<_> = drawn.into_iter().zip(samples.chunks(group_size)).collect();
+        // Unlabeled questions are scored here by the vote of this node's own completions: the
+        // rewards its bundles claim. Training rescores them with everything pooled.
+        let scorer = self.scorer(
+            sampled_groups
+                .iter()
+                .flat_map(|(d, group)| group.iter().map(|s| (&d.question, s.text.as_str()))),
+        );
+        let mut groups = Vec::with_capacity(sampled_groups.len());
+        for (drawn, group) in &sampled_groups {
+            let mut completions = Vec::with_capacity(group.len());
+            for s in *group {
+                completions.push(Completion {
+                    reward: scorer.verify(&drawn.question, &s.text)?.reward,
+                    text: s.text.clone(),
+                    token_ids: s.token_ids.clone(),
+                    logprobs: s.logprobs.clone(),
+                    truncated: s.truncated,
+                });
+            }
+            groups.push(LocalGroup {
+                task: drawn.task.clone(),
+                question: drawn.question.clone(),
+                completions,
                 policy: policy.clone(),
                 sampling,
-            })
-            .collect();
+            });
+        }
         Ok((groups, tokens_per_second))
     }
 
@@ -261,12 +306,10 @@ impl Learner {
         } else {
             Vec::new()
         };
-        let arrivals = judge_arrivals(
-            network.take_arrivals(),
-            &fresh,
-            self.options.grouping,
-            &self.rewards(),
-        );
+        let arrived = network.take_arrivals();
+        let scorer = self.scorer(pooled_texts(&fresh, &arrived));
+        let arrivals = judge_arrivals(arrived, &fresh, self.options.grouping, &scorer)?;
+        drop(scorer);
         let external_arrived = arrivals.len();
         let external_uninformative = arrivals.iter().filter(|a| !a.informative).count();
         self.pool.add_external(self.round, arrivals);
@@ -331,6 +374,10 @@ impl Learner {
             external_uninformative,
             external_available,
             external_aha,
+            vote_labeled_fraction: (report.votes.questions > 0)
+                .then(|| report.votes.labeled as f64 / report.votes.questions as f64),
+            vote_accuracy: (report.votes.checked > 0)
+                .then(|| report.votes.correct as f64 / report.votes.checked as f64),
             local_zero_variance_fraction: local_zero_variance as f64 / fresh.len().max(1) as f64,
             stale_groups: stale.len(),
             trained_local: report.trained_local_external.0,
@@ -388,16 +435,30 @@ impl Learner {
                 scale_by_std: o.scale_advantages_by_std,
             },
             max_variance_subset: (o.max_variance_subset > 0).then_some(o.max_variance_subset),
-            rewards: self.rewards(),
             max_completion_tokens: 4 * o.max_new_tokens,
         };
+        let scorer = self.scorer(
+            pooled_texts(fresh, external).chain(
+                stale
+                    .iter()
+                    .flat_map(|g| g.completions.iter().map(|c| (&g.question, c.text.as_str()))),
+            ),
+        );
+        let votes = scorer.tally(
+            fresh
+                .iter()
+                .filter(|g| g.question.family == UNLABELED_FAMILY)
+                .map(|g| g.question.prompt.as_str()),
+        );
         let (items, batch) = build_batch(
             fresh,
             stale,
             external,
             &PolicyTokenizer(&self.policy),
+            &scorer,
             &batch_options,
         )?;
+        drop(scorer);
         let update_options = UpdateOptions {
             steps: o.steps_per_round,
             lr: o.lr,
@@ -424,6 +485,7 @@ impl Learner {
             batch,
             update,
             trained_local_external: (local, trained.len() - local),
+            votes,
         })
     }
 
@@ -439,6 +501,20 @@ impl Learner {
             self.options.keep_checkpoints,
         )
     }
+}
+
+/// Every (question, completion text) of own and external groups, for the votes to pool.
+fn pooled_texts<'a>(
+    fresh: &'a [LocalGroup],
+    external: &'a [ExternalGroup],
+) -> impl Iterator<Item = (&'a swarm_tasks::Question, &'a str)> {
+    let own = fresh
+        .iter()
+        .flat_map(|g| g.completions.iter().map(|c| (&g.question, c.text.as_str())));
+    let received = external
+        .iter()
+        .flat_map(|g| g.completions.iter().map(|c| (&g.question, c.text.as_str())));
+    own.chain(received)
 }
 
 /// Mixed into the selection seed per round, so each round draws from its own stream.

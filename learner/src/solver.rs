@@ -35,6 +35,7 @@ impl swarm_tasks::eval::Solver for PolicySolver<'_> {
 /// tokens), seeded so that the same policy and seed give the same report.
 pub fn evaluate_policy(
     policy: &Policy,
+    tasks: &swarm_tasks::TaskCatalog,
     options: &swarm_tasks::eval::EvalOptions,
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
@@ -50,6 +51,7 @@ pub fn evaluate_policy(
     };
     swarm_tasks::eval::evaluate(
         &mut solver,
+        tasks,
         options,
         &swarm_tasks::RewardConfig::default(),
         progress,

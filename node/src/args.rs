@@ -166,7 +166,8 @@ pub(crate) enum Command {
     /// Measure sampling, training or gossip throughput, or the matrix-multiply rate they are read
     /// against, and print it (JSON with --json).
     Bench(BenchArgs),
-    /// Browse the task families: list them, or show sample questions with their answers.
+    /// Browse the task families and datasets: list them, show sample questions with their
+    /// answers, or export a family as a dataset.
     Tasks {
         #[command(subcommand)]
         action: TasksAction,
@@ -202,10 +203,13 @@ impl Command {
             | Command::Eval(EvalArgs { common, .. })
             | Command::Logprobs(LogprobsArgs { common, .. })
             | Command::Bench(BenchArgs { common, .. }) => common.into(),
-            Command::Simulate(_)
-            | Command::Tasks { .. }
-            | Command::Completions { .. }
-            | Command::Man => CommonArgs::default(),
+            Command::Tasks { action } => action
+                .config_file()
+                .map(CommonArgs::from)
+                .unwrap_or_default(),
+            Command::Simulate(_) | Command::Completions { .. } | Command::Man => {
+                CommonArgs::default()
+            }
         }
     }
 

@@ -8,21 +8,25 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use swarm_learner::{ExternalCompletion, ExternalGroup, LocalGroup, Network};
 use swarm_net::{NetEvent, NetHandle, RateLimiter, TaskChecker};
-use swarm_protocol::{
-    Digest, RolloutBundle, SigningKey, TaskCheck, TaskRef, network_id, sign_bundle,
-};
-use swarm_tasks::{Question, TaskCatalog, TaskError, TaskRefExt};
+use swarm_protocol::{Digest, RolloutBundle, SigningKey, TaskCheck, network_id, sign_bundle};
+use swarm_tasks::{Question, TaskCatalog, TaskError};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 /// The gossip layer's task check: regenerate the question a reference names and compare prompts.
 /// The question it resolves comes back with the accepted bundle, ground truth included, so that
 /// [`GossipNetwork::take_arrivals`] scores against it without regenerating it.
-pub fn task_checker(catalog: TaskCatalog) -> TaskChecker<Question> {
+/// A node without a family or dataset ignores the bundle (it cannot judge it); so does one whose
+/// task plug-in failed, saying why in its log, rather than blaming the sender.
+pub fn task_checker(catalog: Arc<TaskCatalog>) -> TaskChecker<Question> {
     Arc::new(move |task, prompt| {
         catalog.check(task, prompt).map_err(|err| match err {
             TaskError::UnknownFamily(_) => TaskCheck::UnknownFamily,
             TaskError::UnknownDataset(_) => TaskCheck::UnknownDataset,
+            TaskError::Plugin(failure) => {
+                tracing::warn!(%failure, "cannot check a received bundle's question");
+                TaskCheck::UnknownFamily
+            }
             _ => TaskCheck::Mismatch,
         })
     })
@@ -102,7 +106,7 @@ impl GossipNetwork {
             created_at_ms: now_ms(),
             policy: group.policy.clone(),
             sampling: group.sampling,
-            task: TaskRef::procedural(&group.question),
+            task: group.task.clone(),
             prompt: group.question.prompt.clone(),
             completions: group.completions.clone(),
         }
@@ -161,6 +165,8 @@ impl Network for GossipNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarm_protocol::TaskRef;
+    use swarm_tasks::TaskRefExt;
 
     #[test]
     fn the_pace_allows_a_minute_of_burst_then_the_steady_rate() {
@@ -181,7 +187,7 @@ mod tests {
     fn the_checker_regenerates_prompts() {
         let question = swarm_tasks::family("countdown").unwrap().generate(1, 3, 4);
         let wire = TaskRef::procedural(&question);
-        let check = task_checker(TaskCatalog::new());
+        let check = task_checker(Arc::new(TaskCatalog::new()));
         assert_eq!(check(&wire, &question.prompt), Ok(question.clone()));
         assert_eq!(check(&wire, "What is 1+1?"), Err(TaskCheck::Mismatch));
         let unknown = TaskRef::Procedural {

@@ -1,6 +1,7 @@
 //! `swarm-node join` and `swarm-node bootstrap`: a learner on the real network, and a model-free
 //! node that helps others find each other and relays gossip.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::connectivity;
 use crate::gossip::{GossipEvents, GossipNetwork, task_checker};
 use crate::identity::Identity;
 use crate::net_config::net_config;
-use crate::setup::{node_learner, print_round, record_round};
+use crate::setup::{node_learner, node_tasks, print_round, record_round};
 use crate::status::{ConnectionStatus, StatusBoard};
 
 /// Starts the network layer under this node's identity and prints the addresses peers can dial.
@@ -25,12 +26,10 @@ fn start_network(
     identity: &Identity,
     board: &StatusBoard,
     runtime: &Runtime,
+    tasks: Arc<TaskCatalog>,
 ) -> Result<(NetHandle, GossipEvents)> {
-    let (handle, events) = runtime.block_on(swarm_net::spawn(
-        net,
-        identity.seed(),
-        task_checker(TaskCatalog::new()),
-    ))?;
+    let (handle, events) =
+        runtime.block_on(swarm_net::spawn(net, identity.seed(), task_checker(tasks)))?;
     board.attach_network_metrics(handle.metrics_registry());
     for address in handle.listen_addrs() {
         println!("listening on {address}");
@@ -99,8 +98,15 @@ pub fn join(
         s.peer_id = identity.peer_id().to_string();
         s.public_key = identity.public_key_hex();
     });
-    let (handle, events) = start_network(net_config(config)?, &identity, board, runtime)?;
-    let mut learner = node_learner(config)?;
+    let tasks = node_tasks(config)?;
+    let (handle, events) = start_network(
+        net_config(config)?,
+        &identity,
+        board,
+        runtime,
+        Arc::clone(&tasks),
+    )?;
+    let mut learner = node_learner(config, tasks)?;
     let mut network = GossipNetwork::new(
         handle.clone(),
         events,
@@ -143,7 +149,7 @@ pub fn bootstrap(
         relay_server: true,
         ..net_config(config)?
     };
-    let (handle, mut events) = start_network(net, &identity, board, runtime)?;
+    let (handle, mut events) = start_network(net, &identity, board, runtime, node_tasks(config)?)?;
     let mut last_peers = usize::MAX;
     while !stop.load(Ordering::SeqCst) {
         // Bundles are relayed by gossipsub itself; the events only need draining.

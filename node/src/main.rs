@@ -58,7 +58,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => commands::eval::run(args, &config),
         Command::Logprobs(args) => commands::logprobs::run(&args, &config),
         Command::Bench(args) => commands::bench::run(&args, &config),
-        Command::Tasks { action } => commands::tasks::run(&action),
+        Command::Tasks { action } => commands::tasks::run(&action, &config),
         Command::Config {
             action: ConfigAction::Show { .. },
         } => commands::config::show(&config),

@@ -3,11 +3,13 @@
 //! terminal and to the status board.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use swarm_learner::{Learner, RoundMetrics, WarmupOptions};
 use swarm_policy::{Policy, durable};
+use swarm_tasks::TaskCatalog;
 
 use crate::config::NodeConfig;
 use crate::status::StatusBoard;
@@ -161,6 +163,14 @@ pub fn current_model(config: &NodeConfig) -> Result<PathBuf> {
     }
 }
 
+/// The tasks a node with `config` knows: its datasets loaded and its task plug-ins started.
+pub fn node_tasks(config: &NodeConfig) -> Result<Arc<TaskCatalog>> {
+    Ok(Arc::new(swarm_learner::load_tasks(
+        &config.learner,
+        &config.plugins,
+    )?))
+}
+
 /// A learner starting from `dir` (resuming from its data directory's newest checkpoint), with a
 /// frozen second copy of `dir` as the KL reference when `kl_coef` is set.
 pub fn start_learner(
@@ -169,6 +179,7 @@ pub fn start_learner(
     data_dir: &Path,
     options: swarm_learner::LearnerOptions,
     seed: u64,
+    tasks: Arc<TaskCatalog>,
 ) -> Result<Learner> {
     let device = swarm_policy::default_device()?;
     let kl = options.kl_coef > 0.0;
@@ -178,6 +189,7 @@ pub fn start_learner(
         data_dir,
         options,
         seed,
+        tasks,
     )?;
     if kl {
         learner.set_reference(Policy::load(dir, &device)?);
@@ -185,14 +197,16 @@ pub fn start_learner(
     Ok(learner)
 }
 
-/// The learner of a node as configured: from its starting model, resuming from its data directory.
-pub fn node_learner(config: &NodeConfig) -> Result<Learner> {
+/// The learner of a node as configured: from its starting model, resuming from its data
+/// directory, with the tasks of [`node_tasks`].
+pub fn node_learner(config: &NodeConfig, tasks: Arc<TaskCatalog>) -> Result<Learner> {
     start_learner(
         &starting_dir(config)?,
         &config.node.model,
         &config.node.data_dir,
         config.learner.clone(),
         config.node.seed,
+        tasks,
     )
 }
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use swarm_learner::{Learner, NullNetwork};
 
 use crate::config::NodeConfig;
-use crate::setup::{node_learner, print_round, record_round};
+use crate::setup::{node_learner, node_tasks, print_round, record_round};
 use crate::status::StatusBoard;
 
 /// Trains alone for `rounds` more rounds (resuming from the newest checkpoint), or until `stop` is
@@ -18,7 +18,7 @@ pub fn train_solo(
     board: &StatusBoard,
     stop: &AtomicBool,
 ) -> Result<Learner> {
-    let mut learner = node_learner(config)?;
+    let mut learner = node_learner(config, node_tasks(config)?)?;
     let target = learner.round() + rounds;
     while learner.round() < target && !stop.load(Ordering::SeqCst) {
         let metrics = learner.run_round(&mut NullNetwork)?;

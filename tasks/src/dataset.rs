@@ -1,5 +1,7 @@
 //! JSONL datasets: one `{"question": ..., "answer": ...}` object per line, addressed on the wire by the
 //! blake3 hash of the file's bytes and a row index, so peers agree on a row without trusting each other.
+//! A row without an answer (the key left out, or `null`) is unlabeled: it is trained on with
+//! majority-vote rewards and named on the wire by its prompt's hash.
 //!
 //! An optional `"answer_type"` picks the verifier: the name of a task family (its verifier then reads the
 //! row), `"number"` (exact numeric equality in any notation) or `"text"` (case- and space-insensitive
@@ -56,16 +58,17 @@ pub enum DatasetError {
 #[serde(deny_unknown_fields)]
 struct RawRow {
     question: String,
+    #[serde(default)]
     answer: serde_json::Value,
     #[serde(default)]
     answer_type: Option<String>,
 }
 
-/// One row with the verifier it uses.
+/// One row with the verifier it uses; `answer` is `None` for an unlabeled row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
     question: String,
-    answer: String,
+    answer: Option<String>,
     verifier: String,
 }
 
@@ -116,14 +119,28 @@ impl Dataset {
             let answer = match raw.answer {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Null => {
+                    if raw.question.trim().is_empty() {
+                        return Err(line_error("the question must not be empty".into()));
+                    }
+                    rows.push(Row {
+                        question: raw.question,
+                        answer: None,
+                        verifier: crate::UNLABELED_FAMILY.to_owned(),
+                    });
+                    continue;
+                }
                 other => {
                     return Err(line_error(format!(
-                        "answer must be a string or number, found {other}"
+                        "answer must be a string, a number or null (unlabeled), found {other}"
                     )));
                 }
             };
             if raw.question.trim().is_empty() || answer.trim().is_empty() {
-                return Err(line_error("question and answer must not be empty".into()));
+                return Err(line_error(
+                    "question and answer must not be empty (leave the answer out for an unlabeled row)"
+                        .into(),
+                ));
             }
             let verifier = match raw.answer_type.as_deref() {
                 None if parse_number(&answer).is_some() => NUMBER_FAMILY.to_owned(),
@@ -145,7 +162,7 @@ impl Dataset {
             };
             rows.push(Row {
                 question: raw.question,
-                answer,
+                answer: Some(answer),
                 verifier,
             });
         }
@@ -179,24 +196,42 @@ impl Dataset {
         &self.name
     }
 
-    /// Row `row` as a question (seed 0, index = row).
-    pub fn question(&self, row: u64) -> Result<Question, TaskError> {
-        let found = usize::try_from(row)
+    fn row(&self, row: u64) -> Result<&Row, TaskError> {
+        usize::try_from(row)
             .ok()
             .and_then(|r| self.rows.get(r))
             .ok_or_else(|| TaskError::Row {
                 hash: hex::encode(self.hash),
                 row,
                 rows: self.rows.len(),
-            })?;
+            })
+    }
+
+    /// Rows that carry an answer.
+    pub fn labeled_rows(&self) -> usize {
+        self.rows.iter().filter(|r| r.answer.is_some()).count()
+    }
+
+    /// Row `row` as a question (seed 0, index = row) with its ground truth. An unlabeled row has
+    /// none: [`TaskError::Unlabeled`].
+    pub fn question(&self, row: u64) -> Result<Question, TaskError> {
+        let found = self.row(row)?;
+        let answer = found.answer.clone().ok_or(TaskError::Unlabeled)?;
         Ok(Question {
             family: found.verifier.clone(),
             difficulty: 0,
             seed: 0,
             index: row,
             prompt: found.question.clone(),
-            answer: found.answer.clone(),
+            answer,
         })
+    }
+
+    /// Row `row` as a question to be scored by majority vote, whether or not the file labels it:
+    /// family [`crate::UNLABELED_FAMILY`], no answer, and seed and index 0, so that it is the very
+    /// question a receiver makes of the prompt alone.
+    pub fn unlabeled_question(&self, row: u64) -> Result<Question, TaskError> {
+        Ok(crate::unlabeled_question(&self.row(row)?.question))
     }
 }
 
@@ -256,7 +291,8 @@ mod tests {
     #[test]
     fn bad_lines_are_named() {
         let cases = [
-            ("{\"question\": \"q\"}\n", "line 1"),
+            ("{\"answer\": \"a\"}\n", "line 1"),
+            ("{\"question\": \" \"}\n", "question must not be empty"),
             (
                 "{\"question\": \"q\", \"answer\": \"a\"}\nnot json\n",
                 "line 2",
@@ -271,7 +307,7 @@ mod tests {
             ),
             (
                 "{\"question\": \"q\", \"answer\": [1]}\n",
-                "string or number",
+                "a string, a number or null",
             ),
             ("\n\n", "no rows"),
         ];

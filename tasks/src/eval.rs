@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{RewardConfig, TaskError, TaskFamily, eval_question, families, family};
+use crate::{EVAL_SEED_BASE, Question, RewardConfig, TaskCatalog, TaskError};
 
 /// Anything that answers prompts: the policy, or a test double.
 pub trait Solver {
@@ -13,8 +13,11 @@ pub trait Solver {
 /// What to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalOptions {
-    /// Families to evaluate; empty means all.
+    /// Families to evaluate; empty (with no datasets) means every family of the catalog.
     pub families: Vec<String>,
+    /// Datasets to evaluate on, by the name they were loaded under: their first `n` labeled rows.
+    #[serde(default)]
+    pub datasets: Vec<String>,
     /// Difficulty level.
     pub difficulty: u32,
     /// Questions per family.
@@ -33,6 +36,7 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             families: Vec::new(),
+            datasets: Vec::new(),
             difficulty: 0,
             n: 50,
             k: 1,
@@ -42,10 +46,10 @@ impl Default for EvalOptions {
     }
 }
 
-/// Results for one family.
+/// Results for one family or dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FamilyScore {
-    /// Family name.
+    /// Family name, or the dataset's name.
     pub family: String,
     /// Difficulty evaluated.
     pub difficulty: u32,
@@ -121,9 +125,85 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
     1.0 - all_wrong
 }
 
-/// Evaluates `solver`; `progress(done, total)` is called after each batch of questions.
+/// One evaluated set: a family at a difficulty, or a dataset's rows.
+struct EvalSet {
+    name: String,
+    difficulty: u32,
+    questions: Vec<Question>,
+}
+
+/// The sets `options` asks for: named families (each must support the difficulty) or, with none
+/// named, every family of the catalog at the highest difficulty it supports up to the one asked
+/// (unless none reaches it); then the named datasets.
+fn eval_sets(catalog: &TaskCatalog, options: &EvalOptions) -> Result<Vec<EvalSet>, anyhow::Error> {
+    let named = !options.families.is_empty();
+    let selected = if named {
+        options
+            .families
+            .iter()
+            .map(|name| {
+                catalog
+                    .family_info(name)
+                    .ok_or_else(|| TaskError::UnknownFamily(name.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else if options.datasets.is_empty() {
+        catalog.families()
+    } else {
+        Vec::new()
+    };
+    let too_hard: Vec<_> = selected
+        .iter()
+        .filter(|info| options.difficulty > info.max_difficulty)
+        .collect();
+    if let Some(info) = too_hard.first()
+        && (named || too_hard.len() == selected.len())
+    {
+        return Err(TaskError::Difficulty {
+            family: info.name.clone(),
+            difficulty: options.difficulty,
+            max: info.max_difficulty,
+        }
+        .into());
+    }
+    let mut sets = Vec::new();
+    for info in selected {
+        let difficulty = options.difficulty.min(info.max_difficulty);
+        let questions = (0..options.n as u64)
+            .map(|i| catalog.generate(&info.name, difficulty, EVAL_SEED_BASE, i))
+            .collect::<Result<_, _>>()?;
+        sets.push(EvalSet {
+            name: info.name,
+            difficulty,
+            questions,
+        });
+    }
+    for name in &options.datasets {
+        let loaded = catalog.dataset_named(name).ok_or_else(|| {
+            anyhow::anyhow!("dataset {name} is not loaded; evaluation reads datasets it loaded")
+        })?;
+        let questions: Vec<Question> = (0..loaded.dataset.len() as u64)
+            .filter_map(|row| loaded.dataset.question(row).ok())
+            .take(options.n)
+            .collect();
+        anyhow::ensure!(
+            !questions.is_empty(),
+            "dataset {name} has no labeled rows to evaluate on (every row lacks an answer)"
+        );
+        sets.push(EvalSet {
+            name: name.clone(),
+            difficulty: 0,
+            questions,
+        });
+    }
+    Ok(sets)
+}
+
+/// Evaluates `solver` on held-out questions of `catalog`'s families and datasets;
+/// `progress(done, total)` is called after each batch of questions.
 pub fn evaluate(
     solver: &mut dyn Solver,
+    catalog: &TaskCatalog,
     options: &EvalOptions,
     rewards: &RewardConfig,
     progress: &mut dyn FnMut(usize, usize),
@@ -142,42 +222,13 @@ pub fn evaluate(
         "samples ({samples}) must be at least k ({}): pass@k needs k completions to choose from",
         options.k
     );
-    let selected: Vec<&dyn TaskFamily> = if options.families.is_empty() {
-        families().to_vec()
-    } else {
-        options
-            .families
-            .iter()
-            .map(|name| family(name).ok_or_else(|| TaskError::UnknownFamily(name.clone())))
-            .collect::<Result<_, _>>()?
-    };
-    // Named families must support the difficulty asked for; over all families, each runs at the
-    // highest it supports (the report's difficulty column says which), unless none reaches it.
-    let too_hard: Vec<&dyn TaskFamily> = selected
-        .iter()
-        .copied()
-        .filter(|task| options.difficulty > task.max_difficulty())
-        .collect();
-    if let Some(task) = too_hard.first()
-        && (!options.families.is_empty() || too_hard.len() == selected.len())
-    {
-        return Err(TaskError::Difficulty {
-            family: task.name().into(),
-            difficulty: options.difficulty,
-            max: task.max_difficulty(),
-        }
-        .into());
-    }
-    let total = selected.len() * options.n;
+    let sets = eval_sets(catalog, options)?;
+    let total = sets.iter().map(|set| set.questions.len()).sum();
     let mut done = 0;
     let mut scores = Vec::new();
-    for task in selected {
-        let difficulty = options.difficulty.min(task.max_difficulty());
-        let questions: Vec<_> = (0..options.n as u64)
-            .map(|i| eval_question(task, difficulty, i))
-            .collect();
+    for set in sets {
         let (mut pass1, mut passk, mut reward) = (0.0, 0.0, 0.0);
-        for chunk in questions.chunks(options.batch) {
+        for chunk in set.questions.chunks(options.batch) {
             let prompts: Vec<String> = chunk.iter().map(|q| q.prompt.clone()).collect();
             let answers = solver.solve(&prompts, samples)?;
             anyhow::ensure!(
@@ -192,10 +243,10 @@ pub fn evaluate(
                     "the solver returned {} completions, expected {samples}",
                     completions.len(),
                 );
-                let verdicts: Vec<_> = completions
+                let verdicts = completions
                     .iter()
-                    .map(|c| task.verify(question, c, rewards))
-                    .collect();
+                    .map(|c| catalog.verify(question, c, rewards))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let correct = verdicts.iter().filter(|v| v.correct).count();
                 pass1 += correct as f64 / samples as f64;
                 passk += pass_at_k(samples, correct, options.k);
@@ -205,11 +256,11 @@ pub fn evaluate(
             done += chunk.len();
             progress(done, total);
         }
-        let n = options.n as f64;
+        let n = set.questions.len() as f64;
         scores.push(FamilyScore {
-            family: task.name().to_owned(),
-            difficulty,
-            n: options.n,
+            family: set.name,
+            difficulty: set.difficulty,
+            n: set.questions.len(),
             k: options.k,
             samples,
             pass_at_1: pass1 / n,
@@ -223,7 +274,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EVAL_SEED_BASE;
+    use crate::{Dataset, families};
 
     /// Answers with the ground truth it regenerates from the prompt's question stream.
     struct Oracle;
@@ -283,13 +334,27 @@ mod tests {
         };
         let rewards = RewardConfig::default();
         let mut calls = 0;
-        let report = evaluate(&mut Oracle, &options, &rewards, &mut |_, _| calls += 1).unwrap();
+        let report = evaluate(
+            &mut Oracle,
+            &TaskCatalog::new(),
+            &options,
+            &rewards,
+            &mut |_, _| calls += 1,
+        )
+        .unwrap();
         assert_eq!(report.families.len(), families().len());
         for f in &report.families {
             assert_eq!((f.pass_at_1, f.pass_at_k), (1.0, 1.0), "{}", f.family);
         }
         assert_eq!(calls, families().len() * 3);
-        let noise = evaluate(&mut Noise(7), &options, &rewards, &mut |_, _| {}).unwrap();
+        let noise = evaluate(
+            &mut Noise(7),
+            &TaskCatalog::new(),
+            &options,
+            &rewards,
+            &mut |_, _| {},
+        )
+        .unwrap();
         let mean: f64 =
             noise.families.iter().map(|f| f.pass_at_1).sum::<f64>() / noise.families.len() as f64;
         assert!(mean < 0.05, "noise scored {mean}");
@@ -344,6 +409,7 @@ mod tests {
         };
         let report = evaluate(
             &mut HalfRight,
+            &TaskCatalog::new(),
             &options,
             &RewardConfig::default(),
             &mut |_, _| {},
@@ -363,6 +429,7 @@ mod tests {
         };
         let err = evaluate(
             &mut HalfRight,
+            &TaskCatalog::new(),
             &too_few,
             &RewardConfig::default(),
             &mut |_, _| {},
@@ -379,6 +446,7 @@ mod tests {
         };
         let err = evaluate(
             &mut Noise(1),
+            &TaskCatalog::new(),
             &options,
             &RewardConfig::default(),
             &mut |_, _| {},
@@ -400,6 +468,7 @@ mod tests {
             };
             evaluate(
                 &mut Noise(1),
+                &TaskCatalog::new(),
                 &options,
                 &RewardConfig::default(),
                 &mut |_, _| {},
@@ -416,5 +485,66 @@ mod tests {
         assert!(run(Vec::new(), above_all).is_err());
         let report = run(vec![family.name().into()], family.max_difficulty()).unwrap();
         assert_eq!(report.families[0].difficulty, family.max_difficulty());
+    }
+
+    /// Answers every prompt with the dataset's own answer, looked up by prompt.
+    struct Lookup(Vec<(String, String)>);
+    impl Solver for Lookup {
+        fn solve(&mut self, prompts: &[String], k: usize) -> anyhow::Result<Vec<Vec<String>>> {
+            Ok(prompts
+                .iter()
+                .map(|prompt| {
+                    let answer = self.0.iter().find(|(q, _)| q == prompt).map(|(_, a)| a);
+                    vec![answer.cloned().unwrap_or_default(); k]
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn datasets_evaluate_on_their_labeled_rows() {
+        let text = concat!(
+            "{\"question\": \"2+2?\", \"answer\": 4}\n",
+            "{\"question\": \"Unlabeled?\"}\n",
+            "{\"question\": \"Capital of Italy?\", \"answer\": \"Rome\"}\n",
+            "{\"question\": \"3*3?\", \"answer\": \"9\"}\n",
+        );
+        let mut catalog = TaskCatalog::new();
+        catalog.add_dataset(Dataset::from_bytes("qa.jsonl", text.as_bytes()).unwrap());
+        let options = EvalOptions {
+            datasets: vec!["qa.jsonl".into()],
+            n: 2,
+            ..EvalOptions::default()
+        };
+        // Right on the first labeled row, wrong on the second: the unlabeled row is skipped.
+        let solver = &mut Lookup(vec![
+            ("2+2?".into(), "4.0".into()),
+            ("Capital of Italy?".into(), "Milan".into()),
+        ]);
+        let report = evaluate(
+            solver,
+            &catalog,
+            &options,
+            &RewardConfig::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(report.families.len(), 1);
+        let row = &report.families[0];
+        assert_eq!((row.family.as_str(), row.n), ("qa.jsonl", 2));
+        assert!((row.pass_at_1 - 0.5).abs() < 1e-12, "{row:?}");
+        let missing = EvalOptions {
+            datasets: vec!["other.jsonl".into()],
+            ..options
+        };
+        let err = evaluate(
+            solver,
+            &catalog,
+            &missing,
+            &RewardConfig::default(),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("other.jsonl"), "{err}");
     }
 }

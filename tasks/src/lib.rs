@@ -7,22 +7,26 @@
 //! names, and score the answers with its own ground truth.
 
 pub mod answer;
+mod catalog;
 pub mod dataset;
 pub mod eval;
 mod families;
 pub mod listing;
 pub mod majority;
+pub mod plugin;
 mod rng;
 mod task_ref;
 
 use serde::{Deserialize, Serialize};
 
+pub use catalog::{FamilyInfo, LoadedDataset, TaskCatalog};
 pub use dataset::{Dataset, DatasetError};
 pub use families::{families, family};
+pub use plugin::{Plugin, PluginError, PluginSpec};
 /// The protocol's task reference and prompt hash, re-exported so that users of the catalog name the
 /// very types it resolves.
 pub use swarm_protocol::{TaskRef, prompt_hash};
-pub use task_ref::{TaskCatalog, TaskRefExt, UNLABELED_FAMILY, resolve};
+pub use task_ref::{TaskRefExt, UNLABELED_FAMILY, resolve, unlabeled_question};
 
 /// A generated question with its ground truth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +170,20 @@ pub enum TaskError {
     /// The prompt that came with a reference is not the one the reference names.
     #[error("the prompt differs from the one its task reference names")]
     PromptMismatch,
+    /// A task plug-in failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Two sources offer a family of the same name.
+    #[error(
+        "task plug-in `{plugin}` offers family `{family}`, which this node already has; \
+         a family name must name one generator (rename it in the plug-in)"
+    )]
+    FamilyClash {
+        /// The family name.
+        family: String,
+        /// The plug-in's command.
+        plugin: String,
+    },
 }
 
 /// Regenerates a procedural question, refusing unknown families and difficulties instead of clamping,

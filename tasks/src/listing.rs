@@ -1,16 +1,21 @@
 //! Text for `swarm-node tasks list|show`: the command prints these strings as they are.
 
-use crate::{Question, families};
+use crate::{Question, TaskCatalog};
 
-/// One line per family: name, difficulty range and what it asks.
-pub fn families_table() -> String {
+/// One line per family of `catalog`: name, difficulty range and what it asks (a plug-in's family
+/// says which plug-in serves it).
+pub fn families_table(catalog: &TaskCatalog) -> String {
     let mut out = format!("{:<26} {:<10} description\n", "family", "difficulty");
-    for family in families() {
+    for family in catalog.families() {
+        let source = family
+            .plugin
+            .map(|command| format!(" [plug-in: {command}]"))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{:<26} {:<10} {}\n",
-            family.name(),
-            format!("0-{}", family.max_difficulty()),
-            family.description()
+            "{:<26} {:<10} {}{source}\n",
+            family.name,
+            format!("0-{}", family.max_difficulty),
+            family.description
         ));
     }
     out
@@ -41,11 +46,11 @@ pub fn questions_jsonl(questions: &[Question]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample_questions;
+    use crate::{families, sample_questions};
 
     #[test]
     fn listings_name_every_family_and_round_trip_as_json() {
-        let table = families_table();
+        let table = families_table(&TaskCatalog::new());
         for family in families() {
             assert!(table.contains(family.name()));
         }

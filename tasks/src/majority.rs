@@ -16,8 +16,13 @@ pub struct MajorityVote {
     pub rewards: Vec<f32>,
 }
 
+/// Whether two answers are the same for voting (and for checking a vote against a known answer).
+pub fn same_answer(a: &str, b: &str) -> bool {
+    canonical(a) == canonical(b)
+}
+
 /// Canonical form for voting: numbers by value, other text case- and space-insensitively.
-fn canonical(answer: &str) -> String {
+pub fn canonical(answer: &str) -> String {
     match parse_number(answer) {
         Some(value) => value.to_string(),
         None => answer

@@ -8,14 +8,25 @@
 //! whatever the sender sent, accepted when the hash matches, and its rewards come from majority
 //! vote.
 
-use std::collections::BTreeMap;
-
 use swarm_protocol::{TaskRef, prompt_hash};
 
-use crate::{Dataset, Question, TaskError, procedural};
+use crate::{Question, TaskCatalog, TaskError};
 
 /// Family name given to questions resolved from an unlabeled reference; their answer is empty.
 pub const UNLABELED_FAMILY: &str = "unlabeled";
+
+/// The question an unlabeled prompt stands for: no answer, and seed and index 0, so that every node
+/// makes the same question of the same prompt and their completions pool.
+pub fn unlabeled_question(prompt: &str) -> Question {
+    Question {
+        family: UNLABELED_FAMILY.to_owned(),
+        difficulty: 0,
+        seed: 0,
+        index: 0,
+        prompt: prompt.to_owned(),
+        answer: String::new(),
+    }
+}
 
 /// Builds the references that name this crate's questions. A trait because [`TaskRef`] belongs to
 /// the protocol crate, which knows nothing of questions; it keeps `TaskRef::procedural(&question)`
@@ -45,76 +56,6 @@ impl TaskRefExt for TaskRef {
     }
 }
 
-/// The datasets a node can resolve references into, keyed by their hash.
-#[derive(Debug, Clone, Default)]
-pub struct TaskCatalog {
-    datasets: BTreeMap<[u8; 32], Dataset>,
-}
-
-impl TaskCatalog {
-    /// A catalog that resolves procedural references only.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Makes `dataset` resolvable; returns its hash. Adding the same file twice keeps one copy.
-    pub fn add_dataset(&mut self, dataset: Dataset) -> [u8; 32] {
-        let hash = dataset.hash();
-        self.datasets.insert(hash, dataset);
-        hash
-    }
-
-    /// The loaded dataset with this hash.
-    pub fn dataset(&self, hash: &[u8; 32]) -> Option<&Dataset> {
-        self.datasets.get(hash)
-    }
-
-    /// Regenerates the question a labeled reference names. Unlabeled references name no ground truth and
-    /// are refused here; use [`TaskCatalog::check`] with the prompt that came with them.
-    pub fn resolve(&self, task: &TaskRef) -> Result<Question, TaskError> {
-        match task {
-            TaskRef::Procedural {
-                family,
-                difficulty,
-                seed,
-                index,
-            } => procedural(family, *difficulty, *seed, *index),
-            TaskRef::Dataset { dataset_hash, row } => self
-                .datasets
-                .get(dataset_hash)
-                .ok_or_else(|| TaskError::UnknownDataset(hex::encode(dataset_hash)))?
-                .question(*row),
-            TaskRef::Unlabeled { .. } => Err(TaskError::Unlabeled),
-        }
-    }
-
-    /// Checks that `prompt` is the one `task` names and returns the question to score against. For an
-    /// unlabeled reference that is a question with an empty answer (family [`UNLABELED_FAMILY`]), to be
-    /// scored by majority vote.
-    pub fn check(&self, task: &TaskRef, prompt: &str) -> Result<Question, TaskError> {
-        let question = match task {
-            TaskRef::Unlabeled { prompt_hash: hash } => {
-                if prompt_hash(prompt) != *hash {
-                    return Err(TaskError::PromptMismatch);
-                }
-                Question {
-                    family: UNLABELED_FAMILY.to_owned(),
-                    difficulty: 0,
-                    seed: 0,
-                    index: 0,
-                    prompt: prompt.to_owned(),
-                    answer: String::new(),
-                }
-            }
-            labeled => self.resolve(labeled)?,
-        };
-        if question.prompt != prompt {
-            return Err(TaskError::PromptMismatch);
-        }
-        Ok(question)
-    }
-}
-
 /// Regenerates the question a procedural reference names (no datasets loaded). Nodes that load datasets
 /// use [`TaskCatalog::resolve`].
 pub fn resolve(task: &TaskRef) -> Result<Question, TaskError> {
@@ -124,7 +65,7 @@ pub fn resolve(task: &TaskRef) -> Result<Question, TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::family;
+    use crate::{Dataset, family};
 
     #[test]
     fn procedural_references_round_trip() {

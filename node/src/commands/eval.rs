@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use swarm_learner::{DatasetSource, LearnerOptions};
 use swarm_node::config::NodeConfig;
 use swarm_policy::Policy;
+use swarm_tasks::TaskCatalog;
 use swarm_tasks::eval::{EvalOptions, EvalReport};
 
 use crate::args::ConfigFile;
@@ -17,13 +19,17 @@ pub(crate) struct EvalArgs {
     /// what this node trains: its newest checkpoint, else its starting model or warm start].
     #[arg(long)]
     pub(crate) model: Option<PathBuf>,
-    /// Families to evaluate (repeatable) [default: all].
+    /// Families to evaluate (repeatable), built in or from a `[[plugin]]` of the configuration
+    /// [default: all, unless --dataset is given].
     #[arg(long = "family")]
     pub(crate) families: Vec<String>,
+    /// A JSONL dataset to evaluate on (repeatable): its first n rows that have an answer.
+    #[arg(long = "dataset")]
+    pub(crate) datasets: Vec<PathBuf>,
     /// Difficulty level.
     #[arg(long, default_value_t = 0)]
     pub(crate) difficulty: u32,
-    /// Questions per family.
+    /// Questions per family (rows per dataset).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub(crate) n: u64,
     /// Completions per question.
@@ -42,14 +48,34 @@ pub(crate) fn run(args: EvalArgs, config: &NodeConfig) -> Result<()> {
         None => swarm_node::setup::current_model(config)?,
     };
     let policy = Policy::load(&model, &swarm_policy::default_device()?)?;
+    let tasks = swarm_learner::load_tasks(
+        &LearnerOptions {
+            datasets: args
+                .datasets
+                .iter()
+                .map(|path| DatasetSource {
+                    path: path.clone(),
+                    weight: 1,
+                    hide_labels: false,
+                })
+                .collect(),
+            ..LearnerOptions::default()
+        },
+        &config.plugins,
+    )?;
     let options = EvalOptions {
         families: args.families,
+        datasets: args
+            .datasets
+            .iter()
+            .map(|path| swarm_learner::dataset_name(path))
+            .collect(),
         difficulty: args.difficulty,
         n: args.n as usize,
         k: args.k as usize,
         ..Default::default()
     };
-    let report = evaluate(&policy, &options, config.node.seed)?;
+    let report = evaluate(&policy, &tasks, &options, config.node.seed)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -59,15 +85,21 @@ pub(crate) fn run(args: EvalArgs, config: &NodeConfig) -> Result<()> {
 }
 
 /// Evaluates `policy` with a progress bar, which is cleared before the report is printed.
-pub(crate) fn evaluate(policy: &Policy, options: &EvalOptions, seed: u64) -> Result<EvalReport> {
+pub(crate) fn evaluate(
+    policy: &Policy,
+    tasks: &TaskCatalog,
+    options: &EvalOptions,
+    seed: u64,
+) -> Result<EvalReport> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("eval {bar:30} {pos}/{len} questions")
             .expect("valid template"),
     );
-    let report = swarm_learner::evaluate_policy(policy, options, seed, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let report =
+        swarm_learner::evaluate_policy(policy, tasks, options, seed, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
     bar.finish_and_clear();
     Ok(report)
 }

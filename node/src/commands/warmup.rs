@@ -52,7 +52,13 @@ pub(crate) fn run(args: WarmupArgs, config: &NodeConfig) -> Result<()> {
     };
     print!(
         "{}",
-        evaluate(&policy, &options, config.node.seed)?.to_table()
+        evaluate(
+            &policy,
+            &swarm_tasks::TaskCatalog::new(),
+            &options,
+            config.node.seed
+        )?
+        .to_table()
     );
     Ok(())
 }

@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub learner: swarm_learner::LearnerOptions,
     /// The supervised warm start of a model that has no weights yet.
     pub warmup: swarm_learner::WarmupOptions,
+    /// `[[plugin]]`: task families served by other programs (see `docs/tasks.md`).
+    #[serde(rename = "plugin")]
+    pub plugins: Vec<swarm_tasks::PluginSpec>,
 }
 
 /// `[node]`: identity, storage and compute.
@@ -352,7 +355,23 @@ impl NodeConfig {
                 self.node.threads
             );
         }
-        self.learner.validate().map_err(anyhow::Error::msg)?;
+        let plugin_families: Vec<String> = self
+            .plugins
+            .iter()
+            .flat_map(|p| p.families.iter().cloned())
+            .collect();
+        for (index, plugin) in self.plugins.iter().enumerate() {
+            if plugin.command.is_empty() || plugin.families.is_empty() {
+                bail!(
+                    "`plugin` entry {}: give `command` (the program and its arguments) and \
+                     `families` (the names this node uses from it)",
+                    index + 1
+                );
+            }
+        }
+        self.learner
+            .validate_with_plugins(&plugin_families)
+            .map_err(anyhow::Error::msg)?;
         if self.warmup.steps == 0 || self.warmup.batch == 0 {
             bail!("`warmup.steps` and `warmup.batch` must be at least 1");
         }
@@ -419,6 +438,7 @@ fn deserialize_sections(table: Table) -> Result<NodeConfig> {
             "log" => config.log = value.try_into().with_context(context)?,
             "learner" => config.learner = value.try_into().with_context(context)?,
             "warmup" => config.warmup = value.try_into().with_context(context)?,
+            "plugin" => config.plugins = value.try_into().with_context(context)?,
             other => bail!("internal: section [{other}] has no field"),
         }
     }
@@ -549,6 +569,46 @@ mod tests {
     }
 
     #[test]
+    fn plugins_and_datasets_are_read_and_their_families_accepted() {
+        let file = r#"
+            [[plugin]]
+            command = ["python3", "scripts/reasoning_gym_plugin.py"]
+            families = ["rg/base_conversion"]
+
+            [learner]
+            families = ["sorting", "rg/base_conversion"]
+            datasets = ["a.jsonl", { path = "b.jsonl", weight = 3, hide_labels = true }]
+        "#;
+        let config = load_str(file, &[], &[]).unwrap().config;
+        assert_eq!(config.plugins[0].families, ["rg/base_conversion"]);
+        assert_eq!(config.plugins[0].timeout_seconds, 30.0);
+        let datasets = &config.learner.datasets;
+        assert_eq!((datasets[0].weight, datasets[0].hide_labels), (1, false));
+        assert_eq!(
+            (
+                datasets[1].path.to_str(),
+                datasets[1].weight,
+                datasets[1].hide_labels
+            ),
+            (Some("b.jsonl"), 3, true)
+        );
+        let shown = load_str(&config.to_toml().unwrap(), &[], &[]).unwrap();
+        assert_eq!(shown.config, config);
+        let undeclared =
+            load_str("[learner]\nfamilies = [\"rg/base_conversion\"]\n", &[], &[]).unwrap_err();
+        assert!(
+            format!("{undeclared:#}").contains("[[plugin]]"),
+            "{undeclared:#}"
+        );
+        let empty =
+            load_str("[[plugin]]\ncommand = []\nfamilies = [\"x\"]\n", &[], &[]).unwrap_err();
+        assert!(
+            format!("{empty:#}").contains("`plugin` entry 1"),
+            "{empty:#}"
+        );
+    }
+
+    #[test]
     fn random_files_and_variables_give_errors_not_panics() {
         use rand::{Rng, SeedableRng};
         let defaults = Table::try_from(NodeConfig::default()).unwrap();
@@ -570,14 +630,20 @@ mod tests {
         };
         let mut errors = 0;
         for _ in 0..400 {
+            // Top-level keys (the `plugin` list) must come before the first section.
+            let mut top = String::new();
             let mut file = String::new();
             let mut env = Vec::new();
             for _ in 0..rng.random_range(1..4) {
                 let (key, _) = &leaves[rng.random_range(0..leaves.len())];
-                let (section, name) = key.split_once('.').unwrap();
                 let value = random_value(&mut rng);
                 if rng.random_bool(0.5) {
-                    file.push_str(&format!("[{section}]\n{name} = {value}\n"));
+                    match key.split_once('.') {
+                        Some((section, name)) => {
+                            file.push_str(&format!("[{section}]\n{name} = {value}\n"));
+                        }
+                        None => top.push_str(&format!("{key} = {value}\n")),
+                    }
                 } else {
                     env.push((layers::env_name(key), value.trim_matches('"').to_owned()));
                 }
@@ -585,6 +651,7 @@ mod tests {
             if rng.random_bool(0.1) {
                 file.push_str("[[broken\n");
             }
+            let file = top + &file;
             let env: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             if let Err(error) = load_str(&file, &env, &[]) {

@@ -104,6 +104,7 @@ mod tests {
     fn group(family: &str) -> LocalGroup {
         let question = swarm_tasks::family(family).unwrap().generate(0, 5, 9);
         LocalGroup {
+            task: swarm_tasks::TaskRef::procedural(&question),
             completions: vec![
                 Completion {
                     text: question.answer.clone(),

@@ -41,8 +41,12 @@ pub struct SimSection {
     /// All nodes draw questions from the same stream (so pooled grouping can merge groups);
     /// otherwise each node has its own stream.
     pub shared_questions: bool,
-    /// Held-out questions per family for the final pass@1 of each node (0 skips it).
+    /// Held-out questions per family (and rows per evaluation dataset) for each node's pass@1 at
+    /// the start and end (0 skips it).
     pub eval_questions: u64,
+    /// Held-out datasets (JSONL with answers) every node is also evaluated on; relative paths are
+    /// read from the plan file's directory, like `learner.datasets`.
+    pub eval_datasets: Vec<PathBuf>,
     /// Where warm starts are cached, shared with `swarm-node train`.
     pub cache_dir: PathBuf,
 }
@@ -56,6 +60,7 @@ impl Default for SimSection {
             seeds: vec![1],
             shared_questions: false,
             eval_questions: 64,
+            eval_datasets: Vec::new(),
             cache_dir: crate::builtin::default_data_dir(),
         }
     }
@@ -170,9 +175,22 @@ impl SimConfig {
     /// Reads and validates a simulation file.
     pub fn load(path: &Path) -> Result<Self> {
         let (source, text) = crate::builtin::plan(path)?;
-        let config: SimConfig = toml::from_str(&text).with_context(|| {
+        let mut config: SimConfig = toml::from_str(&text).with_context(|| {
             format!("{source} is not a valid simulation config (see configs/sim-quick.toml for the format)")
         })?;
+        // Datasets travel with the plan that names them: a plan file's relative dataset paths
+        // are read from its directory, whatever the working directory (a built-in plan's, from
+        // the working directory).
+        if path.is_file()
+            && let Some(base) = path.parent()
+        {
+            for source in &mut config.learner.datasets {
+                source.path = base.join(&source.path);
+            }
+            for dataset in &mut config.sim.eval_datasets {
+                *dataset = base.join(&*dataset);
+            }
+        }
         Ok(config)
     }
 

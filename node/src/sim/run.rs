@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -112,6 +113,7 @@ pub fn run_simulation(
         .thread_name("sim-net")
         .build()
         .context("cannot start the network runtime")?;
+    let tasks = Arc::new(sim_tasks(config)?);
     let mut results = Vec::new();
     let mut start_scores: BTreeMap<(PathBuf, Vec<String>), BTreeMap<String, f64>> = BTreeMap::new();
     for seed in &config.sim.seeds {
@@ -128,6 +130,7 @@ pub fn run_simulation(
                 Shared {
                     runtime: &runtime,
                     stop,
+                    tasks: &tasks,
                 },
                 &mut start_scores,
                 progress,
@@ -149,6 +152,16 @@ pub fn run_simulation(
         }
     }
     Ok(results)
+}
+
+/// The datasets every node of the plan trains on, and those it is evaluated on (with their
+/// answers).
+fn sim_tasks(config: &SimConfig) -> Result<TaskCatalog> {
+    let mut tasks = swarm_learner::load_tasks(&config.learner, &[])?;
+    for path in &config.sim.eval_datasets {
+        tasks.add_dataset(swarm_tasks::Dataset::load(path)?);
+    }
+    Ok(tasks)
 }
 
 /// A directory name for a configuration label such as "4/4".
@@ -237,21 +250,31 @@ fn first_u64(bytes: &[u8; 32]) -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
+/// Held-out pass@1 per family of `families` and per evaluation dataset of the plan.
 fn evaluate(
     policy: &Policy,
+    tasks: &TaskCatalog,
     families: &[String],
-    n: u64,
+    config: &SimConfig,
     seed: u64,
 ) -> Result<BTreeMap<String, f64>> {
-    if n == 0 {
+    let n = config.sim.eval_questions;
+    let datasets: Vec<String> = config
+        .sim
+        .eval_datasets
+        .iter()
+        .map(|path| swarm_learner::dataset_name(path))
+        .collect();
+    if n == 0 || families.is_empty() && datasets.is_empty() {
         return Ok(BTreeMap::new());
     }
     let options = EvalOptions {
         families: families.to_vec(),
+        datasets,
         n: n as usize,
         ..EvalOptions::default()
     };
-    let report = swarm_learner::evaluate_policy(policy, &options, seed, &mut |_, _| {})?;
+    let report = swarm_learner::evaluate_policy(policy, tasks, &options, seed, &mut |_, _| {})?;
     Ok(report
         .families
         .into_iter()
@@ -265,6 +288,7 @@ fn start_network(
     runtime: &tokio::runtime::Runtime,
     network_name: &str,
     keys: &[SigningKey],
+    tasks: &Arc<TaskCatalog>,
 ) -> Result<Vec<(NetHandle, crate::gossip::GossipEvents)>> {
     let mut nodes: Vec<(NetHandle, _)> = Vec::new();
     for key in keys {
@@ -281,7 +305,7 @@ fn start_network(
         let node = runtime.block_on(swarm_net::spawn(
             net,
             key.to_bytes(),
-            task_checker(TaskCatalog::new()),
+            task_checker(Arc::clone(tasks)),
         ))?;
         nodes.push(node);
     }
@@ -311,6 +335,7 @@ struct NodeOutcome {
 struct Shared<'a> {
     runtime: &'a tokio::runtime::Runtime,
     stop: &'a AtomicBool,
+    tasks: &'a Arc<TaskCatalog>,
 }
 
 fn run_one(
@@ -322,7 +347,11 @@ fn run_one(
     start_scores: &mut BTreeMap<(PathBuf, Vec<String>), BTreeMap<String, f64>>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Option<RunResult>> {
-    let Shared { runtime, stop } = shared;
+    let Shared {
+        runtime,
+        stop,
+        tasks,
+    } = shared;
     let started = Instant::now();
     let device = swarm_policy::default_device()?;
     let keys: Vec<SigningKey> = (0..plans.len())
@@ -333,7 +362,7 @@ fn run_one(
         config.sim.name,
         slug(&configuration.name)
     );
-    let nets = start_network(runtime, &network_name, &keys)?;
+    let nets = start_network(runtime, &network_name, &keys, tasks)?;
     let handles: Vec<NetHandle> = nets.iter().map(|(handle, _)| handle.clone()).collect();
 
     let mut learners = Vec::new();
@@ -342,8 +371,9 @@ fn run_one(
         if let std::collections::btree_map::Entry::Vacant(entry) = start_scores.entry(key) {
             entry.insert(evaluate(
                 &Policy::load(&plan.warm_start, &device)?,
+                tasks,
                 &plan.options.families,
-                config.sim.eval_questions,
+                config,
                 seed,
             )?);
         }
@@ -355,6 +385,7 @@ fn run_one(
             // The same sampling stream in every configuration of a seed, so that configurations
             // are compared on equal draws (paired by seed), not only on the same warm start.
             first_u64(&node_seed(seed, "", i, "sampling")),
+            Arc::clone(tasks),
         )?);
     }
 
@@ -441,8 +472,9 @@ fn run_one(
         let stats = handle.stats();
         let pass_at_1_end = evaluate(
             outcome.learner.policy(),
+            tasks,
             &plan.options.families,
-            config.sim.eval_questions,
+            config,
             seed,
         )?;
         nodes.push(NodeResult {

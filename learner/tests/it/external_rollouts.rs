@@ -88,7 +88,15 @@ fn external_rollouts_from_another_tokenizer_raise_the_positive_completions() {
         format_reward: 0.0,
         ..LearnerOptions::default()
     };
-    let mut learner = Learner::start(receiver, "tiny", data.path(), options, 3).unwrap();
+    let mut learner = Learner::start(
+        receiver,
+        "tiny",
+        data.path(),
+        options,
+        3,
+        std::sync::Arc::new(swarm_tasks::TaskCatalog::new()),
+    )
+    .unwrap();
     let report = learner.train(&[], &[], &groups).unwrap();
     assert_eq!(report.trained_local_external, (0, 16));
     assert_eq!(

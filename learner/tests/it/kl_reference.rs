@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use swarm_learner::{Learner, LearnerOptions, LocalGroup};
 use swarm_policy::{Policy, SampleOptions, TokenSequence};
 use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
+use swarm_tasks::TaskRefExt;
 
 fn tiny() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/models/tiny")
@@ -38,6 +39,7 @@ fn groups(policy: &Policy) -> Vec<LocalGroup> {
         .into_iter()
         .zip(samples.chunks(4))
         .map(|(question, group)| LocalGroup {
+            task: swarm_tasks::TaskRef::procedural(&question),
             completions: group
                 .iter()
                 .enumerate()
@@ -112,6 +114,7 @@ fn the_kl_penalty_keeps_the_policy_near_its_reference() {
             data.path(),
             options,
             2,
+            std::sync::Arc::new(swarm_tasks::TaskCatalog::new()),
         )
         .unwrap();
         learner.set_reference(Policy::init_random(&tiny(), 1, &device).unwrap());
