@@ -8,6 +8,7 @@ mod crash;
 mod interop;
 mod nat;
 mod swarm;
+mod tasks;
 
 /// Whether the long variants were asked for.
 fn long_variant() -> bool {
