@@ -4,8 +4,10 @@
 //! majority-vote rewards and named on the wire by its prompt's hash.
 //!
 //! An optional `"answer_type"` picks the verifier: the name of a task family (its verifier then reads the
-//! row), `"number"` (exact numeric equality in any notation) or `"text"` (case- and space-insensitive
-//! equality). Without it, answers that read as numbers compare as numbers and others as text.
+//! row), `"number"` (exact numeric equality in any notation: `1.5`, `3/2`, `1,500`), `"boolean"`
+//! (`true`/`false`, `yes`/`no`, `t`/`f` in any case) or `"text"` (case- and space-insensitive
+//! equality). Without it, answers that read as numbers compare as numbers, `true`/`false`/`yes`/`no`
+//! as booleans, and others as text.
 
 use std::path::Path;
 
@@ -19,7 +21,26 @@ use crate::{Question, RewardConfig, TaskError, Verdict};
 pub const MAX_DATASET_BYTES: usize = 256 * 1024 * 1024;
 
 const NUMBER_FAMILY: &str = "dataset/number";
+const BOOLEAN_FAMILY: &str = "dataset/boolean";
 const TEXT_FAMILY: &str = "dataset/text";
+
+/// A truth value in the spellings people and models use.
+fn parse_boolean(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "t" => Some(true),
+        "false" | "no" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether an answer, left untyped, reads as a truth value: only the unambiguous words, since a
+/// one-letter answer may be text.
+fn looks_boolean(answer: &str) -> bool {
+    matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no"
+    )
+}
 
 /// Errors reading a dataset, naming the line at fault.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +165,16 @@ impl Dataset {
             }
             let verifier = match raw.answer_type.as_deref() {
                 None if parse_number(&answer).is_some() => NUMBER_FAMILY.to_owned(),
+                None if looks_boolean(&answer) => BOOLEAN_FAMILY.to_owned(),
                 None | Some("text") => TEXT_FAMILY.to_owned(),
+                Some("boolean") => {
+                    if parse_boolean(&answer).is_none() {
+                        return Err(line_error(format!(
+                            "answer_type is boolean but {answer:?} is not true/false/yes/no"
+                        )));
+                    }
+                    BOOLEAN_FAMILY.to_owned()
+                }
                 Some("number") => {
                     if parse_number(&answer).is_none() {
                         return Err(line_error(format!(
@@ -156,7 +186,7 @@ impl Dataset {
                 Some(name) if family(name).is_some() => name.to_owned(),
                 Some(other) => {
                     return Err(line_error(format!(
-                        "unknown answer_type {other:?}; use number, text or a task family name"
+                        "unknown answer_type {other:?}; use number, boolean, text or a task family name"
                     )));
                 }
             };
@@ -252,6 +282,11 @@ pub(crate) fn verify_row(question: &Question, completion: &str, rewards: &Reward
         let correct = value.is_some() && value == parse_number(&question.answer);
         return rewards.verdict(Some(answer), value.is_some(), correct);
     }
+    if question.family == BOOLEAN_FAMILY {
+        let value = parse_boolean(&answer);
+        let correct = value.is_some() && value == parse_boolean(&question.answer);
+        return rewards.verdict(Some(answer), value.is_some(), correct);
+    }
     let correct = normalize_text(&answer) == normalize_text(&question.answer);
     rewards.verdict(Some(answer), true, correct)
 }
@@ -316,6 +351,52 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    /// Equivalent spellings of an answer earn the reward, as they do in the built-in families;
+    /// other answers do not.
+    #[test]
+    fn equivalent_answers_are_accepted_by_type() {
+        // (answer, answer_type, completion, correct)
+        let table: &[(&str, Option<&str>, &str, bool)] = &[
+            ("1.5", None, "3/2", true),
+            ("1.5", None, "<answer>1.50</answer>", true),
+            ("1.5", None, "The answer is 1.5.", true),
+            ("1.5", None, "1.49", false),
+            ("1500", None, "1,500", true),
+            ("-0.5", None, "-1/2", true),
+            ("2", None, "2.0", true),
+            ("2", None, "two", false),
+            ("1/2", None, "0.5", true),
+            ("1/2", Some("fraction_simplification"), "2/4", false),
+            ("1/2", Some("fraction_simplification"), "1/2", true),
+            ("True", None, "true", true),
+            ("True", None, "yes", true),
+            ("True", None, "<answer>TRUE</answer>", true),
+            ("True", None, "False", false),
+            ("no", None, "false", true),
+            ("yes", Some("boolean"), "T", true),
+            ("False", Some("boolean"), "maybe", false),
+            ("Paris", None, "  paris ", true),
+            ("Paris", None, "**Paris**", true),
+            ("Paris", None, "Lyon", false),
+            ("New York", None, "new   york", true),
+            ("7", Some("text"), "7.0", false),
+        ];
+        let rewards = RewardConfig::default();
+        for (answer, answer_type, completion, correct) in table {
+            let mut row = serde_json::json!({"question": "q", "answer": answer});
+            if let Some(kind) = answer_type {
+                row["answer_type"] = serde_json::json!(kind);
+            }
+            let dataset = Dataset::from_bytes("t.jsonl", format!("{row}\n").as_bytes()).unwrap();
+            let question = dataset.question(0).unwrap();
+            let verdict = verify(&question, completion, &rewards);
+            assert_eq!(
+                verdict.correct, *correct,
+                "{answer:?} ({answer_type:?}) against {completion:?}: {verdict:?}"
+            );
         }
     }
 }

@@ -21,10 +21,13 @@ pub fn same_answer(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
 }
 
-/// Canonical form for voting: numbers by value, other text case- and space-insensitively.
+/// Canonical form for voting: numbers by value, yes/no as true/false, other text case- and
+/// space-insensitively.
 pub fn canonical(answer: &str) -> String {
     match parse_number(answer) {
         Some(value) => value.to_string(),
+        None if answer.trim().eq_ignore_ascii_case("yes") => "true".to_owned(),
+        None if answer.trim().eq_ignore_ascii_case("no") => "false".to_owned(),
         None => answer
             .split_whitespace()
             .collect::<Vec<_>>()
