@@ -3,6 +3,7 @@
 //! and off-policy weights chosen by provenance (the SAPO loop).
 
 pub mod advantage;
+pub mod ballots;
 pub mod batch;
 pub mod loss;
 pub mod metrics;

@@ -46,6 +46,9 @@ pub struct RoundMetrics {
     /// when no label could be checked).
     #[serde(default)]
     pub vote_accuracy: Option<f64>,
+    /// Completions each of those votes pooled, on average (own and other nodes').
+    #[serde(default)]
+    pub vote_ballots: Option<f64>,
     /// Share of this round's own groups whose completions all scored alike.
     #[serde(default)]
     pub local_zero_variance_fraction: f64,

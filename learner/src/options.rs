@@ -78,6 +78,10 @@ pub struct LearnerOptions {
     /// Smallest share of a question's pooled completions that must agree for their answer to
     /// become its label under majority voting; below it (or on a tie) the question is skipped.
     pub majority_min_share: f32,
+    /// Train own unlabeled questions one round after sampling them, so that their votes also
+    /// count the completions other nodes sampled of the same prompts meanwhile (received
+    /// completions count only when `external_per_round` is above 0).
+    pub defer_unlabeled: bool,
     /// Difficulty level of the training questions.
     pub difficulty: u32,
     /// Seed of the training question stream (must be below 2^63: higher seeds are held out for evaluation).
@@ -151,6 +155,7 @@ impl Default for LearnerOptions {
             families: vec!["sorting".to_owned()],
             datasets: Vec::new(),
             majority_min_share: 0.0,
+            defer_unlabeled: true,
             difficulty: 0,
             task_seed: 1,
             prompts_per_round: 8,

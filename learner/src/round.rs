@@ -15,6 +15,7 @@ use swarm_protocol::{Completion, PolicyInfo, SamplingParams};
 use swarm_tasks::{RewardConfig, TaskCatalog, UNLABELED_FAMILY};
 
 use crate::advantage::AdvantageOptions;
+use crate::ballots::BallotBox;
 use crate::batch::{BatchOptions, BatchReport, Tokenize, build_batch, question_key};
 use crate::loss::LossOptions;
 use crate::metrics::{JsonlWriter, RoundMetrics, truncate_after_round};
@@ -42,6 +43,10 @@ pub struct Learner {
     tasks: Arc<TaskCatalog>,
     /// This node's question stream.
     mix: TaskMix,
+    /// Other nodes' completions of unlabeled prompts, for the votes.
+    ballots: BallotBox,
+    /// Own unlabeled groups sampled last round, trained this round (`defer_unlabeled`).
+    deferred: Vec<LocalGroup>,
     /// Seeds the draw of external groups, apart from the sampling stream, so that configurations
     /// that take different numbers of external groups still sample from the same stream.
     selection_seed: u64,
@@ -152,6 +157,8 @@ impl Learner {
             reference: None,
             tasks,
             mix,
+            ballots: BallotBox::default(),
+            deferred: Vec::new(),
             selection_seed: seed,
         })
     }
@@ -200,6 +207,39 @@ impl Learner {
     /// The families, plug-ins and datasets this learner uses.
     pub fn tasks(&self) -> &Arc<TaskCatalog> {
         &self.tasks
+    }
+
+    /// A scorer whose votes pool the own and external groups given and every other completion
+    /// of an unlabeled prompt that arrived lately (the ballot box, less the groups in `external`).
+    fn scorer_with_ballots<'s>(
+        &'s self,
+        fresh: &'s [LocalGroup],
+        stale: &'s [LocalGroup],
+        external: &'s [ExternalGroup],
+    ) -> Scorer<'s> {
+        let own = fresh
+            .iter()
+            .chain(stale)
+            .filter(|g| g.question.family == UNLABELED_FAMILY)
+            .flat_map(|g| {
+                g.completions
+                    .iter()
+                    .map(|c| (g.question.prompt.as_str(), c.text.as_str()))
+            });
+        let received = external
+            .iter()
+            .filter(|g| g.question.family == UNLABELED_FAMILY)
+            .flat_map(|g| {
+                g.completions
+                    .iter()
+                    .map(|c| (g.question.prompt.as_str(), c.text.as_str()))
+            });
+        Scorer::with_ballots(
+            &self.tasks,
+            self.rewards(),
+            self.options.majority_min_share,
+            own.chain(received).chain(self.ballots.pooled(external)),
+        )
     }
 
     /// A scorer whose majority votes pool `completions`.
@@ -292,8 +332,8 @@ impl Learner {
     /// Runs one round and records it; checkpoints every `checkpoint_every` rounds.
     pub fn run_round(&mut self, network: &mut dyn Network) -> Result<RoundMetrics> {
         let started = Instant::now();
-        let (fresh, tokens_per_second) = self.sample_groups()?;
-        for group in &fresh {
+        let (sampled, tokens_per_second) = self.sample_groups()?;
+        for group in &sampled {
             if let Err(err) = network.publish(group) {
                 tracing::warn!(
                     %err,
@@ -301,13 +341,24 @@ impl Learner {
                 );
             }
         }
-        let stale = if self.options.replay_local {
+        let (deferring, fresh): (Vec<LocalGroup>, Vec<LocalGroup>) =
+            sampled.iter().cloned().partition(|group| {
+                self.options.defer_unlabeled && group.question.family == UNLABELED_FAMILY
+            });
+        let mut stale = if self.options.replay_local {
             self.pool.replayable(self.policy_version())
         } else {
             Vec::new()
         };
+        stale.append(&mut self.deferred);
         let arrived = network.take_arrivals();
-        let scorer = self.scorer(pooled_texts(&fresh, &arrived));
+        // A node that takes nothing from its peers (`external_per_round = 0`) votes alone too.
+        if self.options.external_per_round > 0 {
+            self.ballots.add_arrivals(self.round, &arrived);
+        }
+        self.ballots
+            .expire(self.round, self.options.external_max_age_rounds);
+        let scorer = self.scorer_with_ballots(&fresh, &stale, &[]);
         let arrivals = judge_arrivals(arrived, &fresh, self.options.grouping, &scorer)?;
         drop(scorer);
         let external_arrived = arrivals.len();
@@ -321,7 +372,7 @@ impl Learner {
         let external = self
             .pool
             .take_external(self.round, allowance, &mut selection_rng);
-        let local_zero_variance = fresh
+        let local_zero_variance = sampled
             .iter()
             .filter(|g| all_equal(g.completions.iter().map(|c| c.reward)))
             .count();
@@ -330,7 +381,7 @@ impl Learner {
         let mut reward_sum = 0.0;
         let mut completions = 0usize;
         let mut completion_tokens = 0usize;
-        for group in &fresh {
+        for group in &sampled {
             let tally = accuracy.entry(group.question.family.clone()).or_default();
             for c in &group.completions {
                 tally.0 += usize::from(c.reward >= 1.0);
@@ -349,6 +400,7 @@ impl Learner {
         if self.options.replay_local {
             self.pool.keep_local(fresh.iter().cloned());
         }
+        self.deferred = deferring;
         self.round += 1;
         let (dropped_stale, dropped_overflow) = self.pool.dropped();
         let u = &report.update;
@@ -378,7 +430,9 @@ impl Learner {
                 .then(|| report.votes.labeled as f64 / report.votes.questions as f64),
             vote_accuracy: (report.votes.checked > 0)
                 .then(|| report.votes.correct as f64 / report.votes.checked as f64),
-            local_zero_variance_fraction: local_zero_variance as f64 / fresh.len().max(1) as f64,
+            vote_ballots: (report.votes.questions > 0)
+                .then(|| report.votes.ballots as f64 / report.votes.questions as f64),
+            local_zero_variance_fraction: local_zero_variance as f64 / sampled.len().max(1) as f64,
             stale_groups: stale.len(),
             trained_local: report.trained_local_external.0,
             trained_external: report.trained_local_external.1,
@@ -409,7 +463,7 @@ impl Learner {
                 log,
                 self.round,
                 policy_version,
-                &fresh,
+                &sampled,
                 &external,
                 &report.batch.external_rewards,
             )?;
@@ -437,19 +491,14 @@ impl Learner {
             max_variance_subset: (o.max_variance_subset > 0).then_some(o.max_variance_subset),
             max_completion_tokens: 4 * o.max_new_tokens,
         };
-        let scorer = self.scorer(
-            pooled_texts(fresh, external).chain(
-                stale
-                    .iter()
-                    .flat_map(|g| g.completions.iter().map(|c| (&g.question, c.text.as_str()))),
-            ),
-        );
-        let votes = scorer.tally(
-            fresh
-                .iter()
-                .filter(|g| g.question.family == UNLABELED_FAMILY)
-                .map(|g| g.question.prompt.as_str()),
-        );
+        let scorer = self.scorer_with_ballots(fresh, stale, external);
+        let voted: std::collections::BTreeSet<&str> = fresh
+            .iter()
+            .chain(stale)
+            .filter(|g| g.question.family == UNLABELED_FAMILY)
+            .map(|g| g.question.prompt.as_str())
+            .collect();
+        let votes = scorer.tally(voted);
         let (items, batch) = build_batch(
             fresh,
             stale,
@@ -501,20 +550,6 @@ impl Learner {
             self.options.keep_checkpoints,
         )
     }
-}
-
-/// Every (question, completion text) of own and external groups, for the votes to pool.
-fn pooled_texts<'a>(
-    fresh: &'a [LocalGroup],
-    external: &'a [ExternalGroup],
-) -> impl Iterator<Item = (&'a swarm_tasks::Question, &'a str)> {
-    let own = fresh
-        .iter()
-        .flat_map(|g| g.completions.iter().map(|c| (&g.question, c.text.as_str())));
-    let received = external
-        .iter()
-        .flat_map(|g| g.completions.iter().map(|c| (&g.question, c.text.as_str())));
-    own.chain(received)
 }
 
 /// Mixed into the selection seed per round, so each round draws from its own stream.

@@ -16,6 +16,8 @@ pub struct Scorer<'a> {
     /// Unlabeled prompt → the majority answer of its pooled completions; `None` when no answer
     /// reached the share asked for, or two tied.
     labels: BTreeMap<String, Option<String>>,
+    /// Unlabeled prompt → how many completions its vote pooled.
+    ballots: BTreeMap<String, usize>,
 }
 
 /// How the votes of a set of unlabeled questions went, measured against the answers of datasets
@@ -30,23 +32,45 @@ pub struct VoteTally {
     pub checked: usize,
     /// Checked questions whose label is the hidden answer.
     pub correct: usize,
+    /// Completions pooled by the votes, summed over the questions.
+    pub ballots: usize,
 }
 
 impl<'a> Scorer<'a> {
     /// Scores with `tasks`' verifiers; unlabeled questions are voted on over `pooled`, every
-    /// (question, completion text) the node holds for this pass.
+    /// (question, completion text) the node holds for this pass (labeled ones are passed over).
     pub fn new<'t>(
         tasks: &'a TaskCatalog,
         rewards: RewardConfig,
         min_share: f32,
         pooled: impl IntoIterator<Item = (&'t Question, &'t str)>,
     ) -> Self {
+        Self::with_ballots(
+            tasks,
+            rewards,
+            min_share,
+            pooled
+                .into_iter()
+                .filter(|(question, _)| question.family == UNLABELED_FAMILY)
+                .map(|(question, text)| (question.prompt.as_str(), text)),
+        )
+    }
+
+    /// [`Scorer::new`] from ballots given as (unlabeled prompt, completion text).
+    pub fn with_ballots<'t>(
+        tasks: &'a TaskCatalog,
+        rewards: RewardConfig,
+        min_share: f32,
+        pooled: impl IntoIterator<Item = (&'t str, &'t str)>,
+    ) -> Self {
         let mut ballots: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (question, text) in pooled {
-            if question.family == UNLABELED_FAMILY {
-                ballots.entry(&question.prompt).or_default().push(text);
-            }
+        for (prompt, text) in pooled {
+            ballots.entry(prompt).or_default().push(text);
         }
+        let counts = ballots
+            .iter()
+            .map(|(prompt, texts)| ((*prompt).to_owned(), texts.len()))
+            .collect();
         let labels = ballots
             .into_iter()
             .map(|(prompt, texts)| {
@@ -58,6 +82,7 @@ impl<'a> Scorer<'a> {
             tasks,
             rewards,
             labels,
+            ballots: counts,
         }
     }
 
@@ -89,6 +114,7 @@ impl<'a> Scorer<'a> {
                 continue;
             };
             tally.questions += 1;
+            tally.ballots += self.ballots.get(prompt).copied().unwrap_or(0);
             let Some(label) = label else { continue };
             tally.labeled += 1;
             if let Some(truth) = self.tasks.hidden_answer(prompt) {
@@ -154,7 +180,8 @@ mod tests {
                 questions: 2,
                 labeled: 2,
                 checked: 2,
-                correct: 1
+                correct: 1,
+                ballots: 7,
             }
         );
         let strict = Scorer::new(
