@@ -50,6 +50,10 @@ pub(crate) struct SimulateArgs {
     /// Output directory [default: runs/<name>-<unix time>]; it must not hold an earlier run.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Write the report of the finished simulation in this directory again (from its plan.toml
+    /// and result.json files) instead of running one.
+    #[arg(long, conflicts_with_all = ["plan", "nodes", "rounds", "local", "seed", "out"])]
+    pub(crate) report: Option<PathBuf>,
 }
 
 /// Runs the simulation; `leading` are the shared options given before `simulate`. The plan is a
@@ -59,6 +63,9 @@ pub(crate) fn run(args: SimulateArgs, leading: CommonArgs) -> Result<()> {
     if args.list_plans {
         print!("{}", builtin_listing());
         return Ok(());
+    }
+    if let Some(dir) = &args.report {
+        return swarm_node::sim::report_again(dir);
     }
     // Nodes dial each other while they start (and a one-node run has nobody to find), which the
     // network layer reports as unreachable peers; in a simulation that is expected, so only

@@ -466,6 +466,17 @@ mod tests {
     }
 
     #[test]
+    fn the_reasoning_gym_node_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/reasoning-gym/node.toml");
+        let loaded = NodeConfig::load(Some(&path), Vec::new(), &[], &[]).unwrap();
+        assert_eq!(loaded.config.learner.families.len(), 9);
+        assert_eq!(
+            loaded.config.plugins[0].families,
+            loaded.config.learner.families
+        );
+    }
+
+    #[test]
     fn defaults_round_trip_through_show() {
         let shown = NodeConfig::default().to_toml().unwrap();
         let loaded = load_str(&shown, &[], &[]).unwrap();

@@ -24,6 +24,10 @@ pub struct SimConfig {
     /// Configurations compared; none means one, named "default", with the learner options as given.
     #[serde(rename = "configuration")]
     pub configurations: Vec<Configuration>,
+    /// Task plug-ins, started once and shared by every simulated node (commands run from the
+    /// working directory).
+    #[serde(rename = "plugin")]
+    pub plugins: Vec<swarm_tasks::PluginSpec>,
 }
 
 /// `[sim]`.
@@ -257,6 +261,11 @@ impl SimConfig {
         if self.sim.seeds.is_empty() {
             bail!("`sim.seeds` must list at least one seed");
         }
+        let plugin_families: Vec<String> = self
+            .plugins
+            .iter()
+            .flat_map(|p| p.families.iter().cloned())
+            .collect();
         for kind in &self.node_kinds() {
             if !(kind.slowdown >= 1.0 && kind.slowdown <= 100.0) {
                 bail!("kind {:?}: `slowdown` must be between 1 and 100", kind.name);
@@ -266,7 +275,7 @@ impl SimConfig {
                 options.families = families.clone();
             }
             options
-                .validate()
+                .validate_with_plugins(&plugin_families)
                 .map_err(|err| anyhow::anyhow!("kind {:?}: {err}", kind.name))?;
             if crate::builtin::model(&kind.model).is_none()
                 && !kind.model.join("config.json").exists()
@@ -289,7 +298,7 @@ impl SimConfig {
             }
             configuration
                 .apply(&self.learner)
-                .validate()
+                .validate_with_plugins(&plugin_families)
                 .map_err(|err| anyhow::anyhow!("configuration {:?}: {err}", configuration.name))?;
         }
         Ok(())
@@ -309,12 +318,27 @@ mod tests {
             "sim-mix-sweep",
             "sim-specialists",
             "sim-adversarial",
+            "ttrl/plan",
+            "reasoning-gym/plan",
         ] {
             let path = root.join(format!("configs/{preset}.toml"));
             let config = SimConfig::load(&path).unwrap();
             config
                 .validate()
                 .unwrap_or_else(|err| panic!("{preset}: {err:#}"));
+            for dataset in config
+                .learner
+                .datasets
+                .iter()
+                .map(|d| &d.path)
+                .chain(&config.sim.eval_datasets)
+            {
+                assert!(
+                    dataset.is_file(),
+                    "{preset}: {} is missing",
+                    dataset.display()
+                );
+            }
         }
     }
 

@@ -38,6 +38,72 @@ fn format_comparison(comparison: Option<&Comparison>) -> String {
     )
 }
 
+/// Held-out pass@1 at the end against the baseline, per family, paired by seed.
+fn render_pass_at_1_differences(md: &mut String, summary: &Summary) {
+    let Some(baseline) = summary.configurations.first() else {
+        return;
+    };
+    if summary.configurations.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nHeld-out pass@1 at the end minus {}'s, paired by seed (95% interval):\n",
+        baseline.name
+    );
+    let _ = writeln!(md, "| configuration | family | difference | pairs |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for c in summary.configurations.iter().skip(1) {
+        for (family, d) in &c.pass_at_1_versus_baseline {
+            let interval = if d.ci95_low.is_nan() {
+                "no interval (one seed)".to_owned()
+            } else {
+                format!("[{:+.3}, {:+.3}]", d.ci95_low, d.ci95_high)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {family} | {:+.3} {interval} | {} |",
+                c.name, d.mean, d.pairs
+            );
+        }
+    }
+}
+
+/// Majority votes on unlabeled questions, for plans that train on them.
+fn render_votes(md: &mut String, summary: &Summary) {
+    if summary
+        .configurations
+        .iter()
+        .all(|c| c.diagnostics.vote_labeled_fraction.is_none())
+    {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nMajority votes on unlabeled questions (honest nodes, rounds with such questions): share \
+         of own questions whose pooled vote gave a label, share of labels equal to the \
+         dataset's hidden answer, and completions pooled per vote (own and other nodes').\n"
+    );
+    let _ = writeln!(
+        md,
+        "| configuration | labeled | label accuracy | completions per vote |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|");
+    let show = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.3}"));
+    for c in &summary.configurations {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            c.name,
+            show(c.diagnostics.vote_labeled_fraction),
+            show(c.diagnostics.vote_accuracy),
+            c.diagnostics
+                .vote_ballots
+                .map_or("-".to_owned(), |v| format!("{v:.1}"))
+        );
+    }
+}
+
 /// The Markdown summary: one table row per configuration.
 pub fn render_markdown(summary: &Summary) -> String {
     let mut md = String::new();
@@ -107,6 +173,8 @@ pub fn render_markdown(summary: &Summary) -> String {
             d.aha_delivered
         );
     }
+    render_pass_at_1_differences(&mut md, summary);
+    render_votes(&mut md, summary);
     let _ = writeln!(md, "\nCumulative reward per seed:\n");
     let _ = writeln!(
         md,

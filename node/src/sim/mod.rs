@@ -89,11 +89,45 @@ pub fn simulate(
             out.display()
         );
     }
-    let summary = report::summarize(&config.sim.name, config.sim.rounds, &runs);
-    let files = report::write_report(&out, &summary, &runs)?;
+    print_report(&config, &out, &runs)?;
+    Ok(out)
+}
+
+fn print_report(config: &SimConfig, out: &Path, runs: &[run::RunResult]) -> Result<()> {
+    let summary = report::summarize(&config.sim.name, config.sim.rounds, runs);
+    let files = report::write_report(out, &summary, runs)?;
     println!("{}", markdown::render_markdown(&summary));
     for file in files {
         println!("wrote {}", file.display());
     }
-    Ok(out)
+    Ok(())
+}
+
+/// `swarm-node simulate --report DIR`: writes the report of a finished simulation again from its
+/// `plan.toml` and every run's `result.json` (after a change to the report, or when writing it
+/// failed), without running anything.
+pub fn report_again(dir: &Path) -> Result<()> {
+    let config = SimConfig::load(&dir.join("plan.toml"))?;
+    let mut runs = Vec::new();
+    for seed in &config.sim.seeds {
+        for configuration in config.configurations() {
+            let path = dir
+                .join(run::slug(&configuration.name))
+                .join(format!("seed-{seed}"))
+                .join("result.json");
+            let text = std::fs::read_to_string(&path).map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot read {} ({err}); a report needs every configuration on every seed \
+                     of the plan",
+                    path.display()
+                )
+            })?;
+            runs.push(
+                serde_json::from_str(&text).map_err(|err| {
+                    anyhow::anyhow!("{} is not a run result: {err}", path.display())
+                })?,
+            );
+        }
+    }
+    print_report(&config, dir, &runs)
 }

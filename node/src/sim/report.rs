@@ -45,6 +45,12 @@ pub struct ConfigurationSummary {
     pub pass_at_1_start: BTreeMap<String, f64>,
     /// Held-out pass@1 per family after the last round.
     pub pass_at_1_end: BTreeMap<String, f64>,
+    /// Held-out pass@1 per family after the last round, honest nodes averaged, per seed in the
+    /// order of `seeds`.
+    pub pass_at_1_end_per_seed: BTreeMap<String, Vec<f64>>,
+    /// Held-out pass@1 at the end minus the baseline's, per family, paired by seed; empty for
+    /// the baseline itself.
+    pub pass_at_1_versus_baseline: BTreeMap<String, PairedDifference>,
     /// Share of trained completions that came from other nodes.
     pub external_share: f64,
     /// Received gossip messages by validation outcome, summed over all nodes and seeds.
@@ -84,6 +90,13 @@ pub struct Diagnostics {
     /// External groups taken that held the only correct answer to their question in the batch
     /// ("aha" moments delivered), summed over honest nodes and rounds, averaged over seeds.
     pub aha_delivered: f64,
+    /// Share of own unlabeled questions whose pooled majority vote gave a label (rounds with
+    /// unlabeled questions only); `None` without any.
+    pub vote_labeled_fraction: Option<f64>,
+    /// Share of those labels equal to the dataset's hidden answer; `None` when none was checked.
+    pub vote_accuracy: Option<f64>,
+    /// Completions a vote pooled, on average.
+    pub vote_ballots: Option<f64>,
 }
 
 /// Everything `summary.json` holds.
@@ -102,6 +115,12 @@ fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
         .into_iter()
         .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
+/// The mean of the values present; `None` when none is.
+fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| mean(present))
 }
 
 fn std_dev(values: &[f64]) -> f64 {
@@ -130,6 +149,17 @@ fn mean_scores<'a>(
     sums.into_iter()
         .map(|(family, (sum, n))| (family, sum / n as f64))
         .collect()
+}
+
+/// Held-out pass@1 at the end per family, honest nodes averaged, one value per run (seed).
+fn per_seed_scores(runs: &[&RunResult]) -> BTreeMap<String, Vec<f64>> {
+    let mut per_family: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        for (family, score) in mean_scores(honest(run).map(|n| &n.pass_at_1_end)) {
+            per_family.entry(family).or_default().push(score);
+        }
+    }
+    per_family
 }
 
 /// Aggregates the runs per configuration, in first-seen order.
@@ -181,6 +211,8 @@ pub fn summarize(name: &str, rounds: u64, runs: &[RunResult]) -> Summary {
                 })),
                 pass_at_1_start: mean_scores(honest_nodes.iter().map(|n| &n.pass_at_1_start)),
                 pass_at_1_end: mean_scores(honest_nodes.iter().map(|n| &n.pass_at_1_end)),
+                pass_at_1_end_per_seed: per_seed_scores(&runs),
+                pass_at_1_versus_baseline: BTreeMap::new(),
                 external_share: external as f64 / (local + external).max(1) as f64,
                 received,
                 gated_external: runs
@@ -218,6 +250,23 @@ fn compare_with_baseline(
                 Some((value, baseline.cumulative_reward_per_seed[at]))
             })
             .unzip();
+        for (family, scores) in &configuration.pass_at_1_end_per_seed {
+            let Some(base_scores) = baseline.pass_at_1_end_per_seed.get(family) else {
+                continue;
+            };
+            let (values, base): (Vec<f64>, Vec<f64>) = configuration
+                .seeds
+                .iter()
+                .zip(scores)
+                .filter_map(|(seed, &value)| {
+                    let at = baseline.seeds.iter().position(|s| s == seed)?;
+                    Some((value, *base_scores.get(at)?))
+                })
+                .unzip();
+            configuration
+                .pass_at_1_versus_baseline
+                .insert(family.clone(), PairedDifference::of(&values, &base));
+        }
         let difference = PairedDifference::of(&values, &base);
         configuration.versus_baseline = Some(Comparison {
             baseline: baseline.name.clone(),
@@ -251,6 +300,9 @@ fn diagnose(runs: &[&RunResult]) -> Diagnostics {
         external_available_per_round: per_round(|m| m.external_available),
         external_taken_per_round: per_round(|m| m.external_groups),
         aha_delivered: aha as f64 / runs.len().max(1) as f64,
+        vote_labeled_fraction: mean_of_some(rounds.iter().map(|m| m.vote_labeled_fraction)),
+        vote_accuracy: mean_of_some(rounds.iter().map(|m| m.vote_accuracy)),
+        vote_ballots: mean_of_some(rounds.iter().map(|m| m.vote_ballots)),
     }
 }
 
@@ -415,7 +467,14 @@ pub fn write_report(out: &Path, summary: &Summary, runs: &[RunResult]) -> Result
                 .collect(),
             band: Vec::new(),
         });
-        let families: Vec<String> = configuration.pass_at_1_end.keys().cloned().collect();
+        // The families trained on, as the rounds name them (a dataset's rows are named by their
+        // verifier, unlabeled ones `unlabeled`), not the evaluated ones.
+        let families: std::collections::BTreeSet<String> = runs
+            .iter()
+            .flat_map(|r| honest(r))
+            .flat_map(|n| &n.rounds)
+            .flat_map(|m| m.accuracy.keys().cloned())
+            .collect();
         for family in families {
             let curve = honest_curve(&runs, |m| m.accuracy.get(&family).copied());
             if curve.iter().all(|v| v.is_nan()) {
@@ -455,17 +514,21 @@ pub fn write_report(out: &Path, summary: &Summary, runs: &[RunResult]) -> Result
         &cumulative,
     )?;
     written.push(path);
-    let path = out.join("accuracy.svg");
-    line_chart(
-        &path,
-        Chart {
-            title: &format!("training accuracy per family, honest nodes ({SMOOTHING}-round mean)"),
-            x_label: "round",
-            y_label: "share of own completions correct",
-        },
-        &accuracy,
-    )?;
-    written.push(path);
+    if !accuracy.is_empty() {
+        let path = out.join("accuracy.svg");
+        line_chart(
+            &path,
+            Chart {
+                title: &format!(
+                    "training accuracy per family, honest nodes ({SMOOTHING}-round mean)"
+                ),
+                x_label: "round",
+                y_label: "share of own completions correct",
+            },
+            &accuracy,
+        )?;
+        written.push(path);
+    }
 
     let markdown = out.join("summary.md");
     std::fs::write(&markdown, render_markdown(summary))?;

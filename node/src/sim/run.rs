@@ -157,7 +157,7 @@ pub fn run_simulation(
 /// The datasets every node of the plan trains on, and those it is evaluated on (with their
 /// answers).
 fn sim_tasks(config: &SimConfig) -> Result<TaskCatalog> {
-    let mut tasks = swarm_learner::load_tasks(&config.learner, &[])?;
+    let mut tasks = swarm_learner::load_tasks(&config.learner, &config.plugins)?;
     for path in &config.sim.eval_datasets {
         tasks.add_dataset(swarm_tasks::Dataset::load(path)?);
     }
