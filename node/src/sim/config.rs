@@ -182,12 +182,20 @@ impl SimConfig {
         let mut config: SimConfig = toml::from_str(&text).with_context(|| {
             format!("{source} is not a valid simulation config (see configs/sim-quick.toml for the format)")
         })?;
-        // Datasets travel with the plan that names them: a plan file's relative dataset paths
-        // are read from its directory, whatever the working directory (a built-in plan's, from
-        // the working directory).
+        // Datasets and model directories travel with the plan that names them: a plan file's
+        // relative paths are read from its directory, whatever the working directory (a
+        // built-in plan's, from the working directory). A built-in model's name stays a name.
         if path.is_file()
             && let Some(base) = path.parent()
         {
+            for kind in &mut config.kinds {
+                let plan_relative = base.join(&kind.model);
+                if kind.model.is_relative()
+                    && (crate::builtin::model(&kind.model).is_none() || plan_relative.is_dir())
+                {
+                    kind.model = plan_relative;
+                }
+            }
             for source in &mut config.learner.datasets {
                 source.path = base.join(&source.path);
             }
