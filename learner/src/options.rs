@@ -136,7 +136,8 @@ pub struct LearnerOptions {
     /// Oldest own rollouts (in policy versions) that are still trained on.
     pub max_staleness: u64,
     /// Negative-advantage external completions whose per-byte NLL under this policy exceeds that of
-    /// own completions by more than this many nats are dropped.
+    /// own completions (this round's, else the latest round's that had any) by more than this many
+    /// nats are dropped.
     pub nll_gate_margin: f64,
     /// Weight of a k3 KL penalty towards the policy the node started from (its warm start or the
     /// given weights); 0 (the default) turns it off and loads no reference copy.

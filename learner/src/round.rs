@@ -47,6 +47,8 @@ pub struct Learner {
     ballots: BallotBox,
     /// Own unlabeled groups sampled last round, trained this round (`defer_unlabeled`).
     deferred: Vec<LocalGroup>,
+    /// Per-byte NLL of own trained completions in the latest update that had any.
+    own_nll_per_byte: Option<f64>,
     /// Seeds the draw of external groups, apart from the sampling stream, so that configurations
     /// that take different numbers of external groups still sample from the same stream.
     selection_seed: u64,
@@ -159,6 +161,7 @@ impl Learner {
             mix,
             ballots: BallotBox::default(),
             deferred: Vec::new(),
+            own_nll_per_byte: None,
             selection_seed: seed,
         })
     }
@@ -519,6 +522,7 @@ impl Learner {
             },
             tis_cap: o.tis_cap,
             nll_gate_margin: o.nll_gate_margin,
+            own_nll_reference: self.own_nll_per_byte,
             kl_coef: o.kl_coef,
         };
         let (trained, update) = update(
@@ -529,6 +533,9 @@ impl Learner {
             &update_options,
             &mut self.rng,
         )?;
+        if update.nll_per_byte_local.is_some() {
+            self.own_nll_per_byte = update.nll_per_byte_local;
+        }
         let local = trained.iter().filter(|i| i.provenance.is_local()).count();
         Ok(TrainReport {
             batch,

@@ -27,6 +27,10 @@ pub struct UpdateOptions {
     /// Negative-advantage external completions whose per-byte NLL exceeds the local mean by more than
     /// this many nats are dropped.
     pub nll_gate_margin: f64,
+    /// Per-byte NLL of own completions in an earlier update: the gate's reference in an update
+    /// without own completions (every own group without reward variance), so that such rounds do
+    /// not let every external negative through.
+    pub own_nll_reference: Option<f64>,
     /// Weight of the k3 estimate of KL(current || reference) added to the loss; 0 turns it off.
     pub kl_coef: f64,
 }
@@ -110,14 +114,19 @@ pub fn token_weights(
 
 /// Which items the per-byte likelihood gate keeps: own completions always; external ones unless
 /// their advantage is negative and their NLL per byte exceeds the mean of own completions by more
-/// than `margin`. Without own completions there is no reference, and everything is kept.
-pub fn likelihood_gate(items: &[(bool, f32, f64)], margin: f64) -> Vec<bool> {
+/// than `margin`. Without own completions the mean is `earlier_own` (an earlier update's); with
+/// neither there is no reference, and everything is kept.
+pub fn likelihood_gate(
+    items: &[(bool, f32, f64)],
+    margin: f64,
+    earlier_own: Option<f64>,
+) -> Vec<bool> {
     let own: Vec<f64> = items
         .iter()
         .filter(|(local, _, _)| *local)
         .map(|&(_, _, nll)| nll)
         .collect();
-    let Some(own_mean) = mean(&own) else {
+    let Some(own_mean) = mean(&own).or(earlier_own) else {
         return vec![true; items.len()];
     };
     items
@@ -231,7 +240,11 @@ fn update_here(
         .zip(&nll)
         .map(|(item, &n)| (item.provenance.is_local(), item.advantage, n))
         .collect();
-    let keep = likelihood_gate(&gate_inputs, options.nll_gate_margin);
+    let keep = likelihood_gate(
+        &gate_inputs,
+        options.nll_gate_margin,
+        options.own_nll_reference,
+    );
     let mut kept_items = Vec::with_capacity(items.len());
     let mut kept_proximal = Vec::with_capacity(items.len());
     let mut kept_rows = Vec::with_capacity(items.len());
@@ -492,15 +505,25 @@ mod tests {
         ];
         // The last own item moves the mean to (0.5 + 1.5 + 9) / 3 = 3.667, limit 5.667.
         assert_eq!(
-            likelihood_gate(&items, 2.0),
+            likelihood_gate(&items, 2.0, None),
             vec![true, true, true, true, true, true]
         );
         assert_eq!(
-            likelihood_gate(&items[..5], 2.0),
+            likelihood_gate(&items[..5], 2.0, None),
             vec![true, true, false, true, true]
         );
-        // No own completions: no reference, nothing gated.
-        assert_eq!(likelihood_gate(&items[2..5], 2.0), vec![true; 3]);
+        // No own completions: an earlier update's own mean is the reference...
+        assert_eq!(
+            likelihood_gate(&items[2..5], 2.0, Some(1.0)),
+            vec![false, true, true]
+        );
+        // ...and this update's own completions, when there are any, override it.
+        assert_eq!(
+            likelihood_gate(&items[..5], 2.0, Some(100.0)),
+            vec![true, true, false, true, true]
+        );
+        // Neither: no reference, nothing gated.
+        assert_eq!(likelihood_gate(&items[2..5], 2.0, None), vec![true; 3]);
     }
 
     #[test]
