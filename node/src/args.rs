@@ -298,7 +298,7 @@ mod tests {
             (&["eval"], &["config"]),
             (&["logprobs"], &["config"]),
             (&["bench"], &["config"]),
-            (&["tasks", "show"], &[]),
+            (&["tasks", "show"], &["config"]),
             (&["config", "show"], &shared),
         ];
         for (path, want) in expected {
