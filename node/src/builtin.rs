@@ -73,6 +73,7 @@ pub const PLANS: &[BuiltinPlan] = &[
     plan!("sim-quick"),
     plan!("sim-sapo-sweep"),
     plan!("sim-mix-sweep"),
+    plan!("sim-skills-sweep"),
     plan!("sim-specialists"),
     plan!("sim-adversarial"),
 ];

@@ -324,6 +324,7 @@ mod tests {
             "sim-quick",
             "sim-sapo-sweep",
             "sim-mix-sweep",
+            "sim-skills-sweep",
             "sim-specialists",
             "sim-adversarial",
             "ttrl/plan",
