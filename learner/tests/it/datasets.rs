@@ -57,6 +57,20 @@ fn own_group(policy: &Policy, prompt: &str, texts: &[&str]) -> LocalGroup {
     }
 }
 
+/// Options that train only on the dataset at `path`, its answers hidden (rewards by vote).
+fn hidden_labels(path: std::path::PathBuf) -> LearnerOptions {
+    LearnerOptions {
+        families: Vec::new(),
+        datasets: vec![DatasetSource {
+            path,
+            weight: 1,
+            hide_labels: true,
+        }],
+        checkpoint_every: 1000,
+        ..LearnerOptions::default()
+    }
+}
+
 #[test]
 fn a_peers_completions_settle_a_vote_this_node_cannot() {
     let files = tempfile::tempdir().unwrap();
@@ -67,15 +81,8 @@ fn a_peers_completions_settle_a_vote_this_node_cannot() {
     )
     .unwrap();
     let options = LearnerOptions {
-        families: Vec::new(),
-        datasets: vec![DatasetSource {
-            path,
-            weight: 1,
-            hide_labels: true,
-        }],
         format_reward: 0.0,
-        checkpoint_every: 1000,
-        ..LearnerOptions::default()
+        ..hidden_labels(path)
     };
     let tasks = Arc::new(load_tasks(&options, &[]).unwrap());
     let device = Device::Cpu;
@@ -139,15 +146,8 @@ fn a_solo_round_on_unlabeled_rows_reports_its_votes() {
         .collect();
     std::fs::write(&path, rows).unwrap();
     let options = LearnerOptions {
-        families: Vec::new(),
-        datasets: vec![DatasetSource {
-            path,
-            weight: 1,
-            hide_labels: true,
-        }],
         prompts_per_round: 8,
-        checkpoint_every: 1000,
-        ..LearnerOptions::default()
+        ..hidden_labels(path)
     };
     let tasks = Arc::new(load_tasks(&options, &[]).unwrap());
     let data = tempfile::tempdir().unwrap();
