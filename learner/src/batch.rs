@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use swarm_tasks::{Question, UNLABELED_FAMILY};
+use swarm_tasks::Question;
 
 use crate::advantage::{AdvantageOptions, group_advantages};
 use crate::rollout::{ExternalGroup, LocalGroup, Provenance};
@@ -141,13 +141,8 @@ pub fn build_batch(
         let provenance = group.provenance(is_stale);
         let key = key_for(&group.question, options.grouping);
         let entry = groups.entry(key).or_default();
-        let voted = group.question.family == UNLABELED_FAMILY;
         for completion in &group.completions {
-            let reward = if voted {
-                scorer.verify(&group.question, &completion.text)?.reward
-            } else {
-                completion.reward
-            };
+            let reward = scorer.own_reward(&group.question, completion)?;
             entry.push(Candidate {
                 item: TrainItem {
                     prompt: prompt.clone(),

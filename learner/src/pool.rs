@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{Grouping, question_key};
 use crate::rollout::{ExternalGroup, LocalGroup};
 use crate::scoring::Scorer;
-use swarm_tasks::UNLABELED_FAMILY;
 
 /// How a round's external groups are chosen from the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,11 +69,7 @@ pub fn judge_arrivals(
         for group in fresh {
             let rewards = own.entry(question_key(&group.question)).or_default();
             for c in &group.completions {
-                rewards.push(if group.question.family == UNLABELED_FAMILY {
-                    scorer.verify(&group.question, &c.text)?.reward
-                } else {
-                    c.reward
-                });
+                rewards.push(scorer.own_reward(&group.question, c)?);
             }
         }
     }

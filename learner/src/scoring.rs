@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use swarm_protocol::Completion;
 use swarm_tasks::majority::{majority_vote, same_answer};
 use swarm_tasks::{Question, RewardConfig, TaskCatalog, UNLABELED_FAMILY, Verdict, answer};
 
@@ -83,6 +84,16 @@ impl<'a> Scorer<'a> {
             rewards,
             labels,
             ballots: counts,
+        }
+    }
+
+    /// The reward of an own completion: the one it was sampled with, except for an unlabeled
+    /// question, whose reward is its agreement with the vote as pooled now.
+    pub fn own_reward(&self, question: &Question, completion: &Completion) -> Result<f32> {
+        if question.family == UNLABELED_FAMILY {
+            Ok(self.verify(question, &completion.text)?.reward)
+        } else {
+            Ok(completion.reward)
         }
     }
 
